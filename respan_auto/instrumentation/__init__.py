@@ -1,0 +1,1 @@
+"""OpenTelemetry instrumentors shipped with respan_auto."""

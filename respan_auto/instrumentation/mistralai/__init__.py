@@ -1,0 +1,97 @@
+"""OpenTelemetry instrumentor for the Mistral AI Python SDK (mistralai 1.x, 2.x and 3.x).
+
+Usage::
+
+    from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
+    MistralAIInstrumentor().instrument(tracer_provider=provider)
+
+Patching is lazy: ``instrument()`` never imports mistralai; the chat class is patched when
+the app imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from types import ModuleType
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.metrics import get_meter
+from opentelemetry.trace import get_tracer
+
+from respan_auto import config
+from respan_auto._guard import report_once
+from respan_auto.instrumentation.mistralai import compat
+from respan_auto.instrumentation.mistralai.call import Telemetry
+from respan_auto.instrumentation.mistralai.patch import Patcher, chat_wrappers, patch_chat_class, quiet_sdk_tracer
+from respan_auto.version import __version__
+
+_INSTRUMENTS = ("mistralai >= 1.0.0",)
+
+__all__ = ["MistralAIInstrumentor"]
+
+
+class _Session:
+    """One ``instrument()``..``uninstrument()`` period; post-import hooks act only while it is live."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.wrappers = chat_wrappers(telemetry)
+        self.patcher = Patcher()
+        self.live = True
+
+    def patch_chat(self, module: ModuleType) -> None:
+        if not self.live:
+            return
+        try:
+            cls = compat.chat_class(module)
+            if cls is not None:
+                patch_chat_class(self.patcher, cls, self.wrappers, module.__name__)
+        except Exception as exc:  # noqa: BLE001
+            report_once("patch chat", exc)
+
+    def quiet_sdk_tracing(self, module: ModuleType) -> None:
+        if self.live and hasattr(module, compat.SDK_TRACER_FUNCTION):
+            try:
+                self.patcher.wrap(module, compat.SDK_TRACER_FUNCTION, quiet_sdk_tracer)
+            except Exception as exc:  # noqa: BLE001
+                report_once("patch SDK tracing hook", exc)
+
+    def check_layout(self, module: ModuleType) -> None:
+        if self.live:
+            compat.check_layout(module)
+
+    def close(self) -> None:
+        self.live = False
+        self.patcher.restore()
+
+
+class MistralAIInstrumentor(BaseInstrumentor):
+    """Traces ``Chat.complete``, ``complete_async``, ``stream`` and ``stream_async``.
+
+    ``instrument()`` accepts ``tracer_provider``, ``meter_provider`` and ``capture_content``
+    (default: on, unless ``RESPAN_TRACE_CONTENT`` or
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` turns it off).
+    """
+
+    _session: _Session | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _INSTRUMENTS
+
+    def _instrument(self, **kwargs: Any) -> None:
+        capture = kwargs.get("capture_content")
+        if capture is None:
+            capture = config.capture_content()
+        tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"))
+        meter = get_meter(__name__, __version__, kwargs.get("meter_provider"))
+        session = _Session(Telemetry(tracer, meter, bool(capture)))
+        self._session = session
+        for root, chat_module, tracing_module in compat.LAYOUTS:
+            compat.when_imported(root, session.check_layout)
+            compat.when_imported(chat_module, session.patch_chat)
+            compat.when_imported(tracing_module, session.quiet_sdk_tracing)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()

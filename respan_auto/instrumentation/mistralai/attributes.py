@@ -1,0 +1,535 @@
+"""Pure extraction: Mistral requests, responses and stream chunks to span attributes.
+
+Nothing here touches OpenTelemetry or the network, so every function can be fed arbitrary
+shapes by tests. Inputs may be SDK model objects or plain dicts, and any field may be
+missing, ``None`` or the SDK's ``Unset`` sentinel (which is falsy).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from respan_auto import semconv as sc
+from respan_auto._guard import report_once
+
+Attributes = dict[str, Any]
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+# request keyword -> attribute, for the scalar parameters recorded only when the caller passed them
+_REQUEST_SCALARS = (
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE, float),
+    ("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS, int),
+    ("top_p", sc.GEN_AI_REQUEST_TOP_P, float),
+    ("random_seed", sc.GEN_AI_REQUEST_SEED, int),
+    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, float),
+    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY, float),
+    ("n", sc.GEN_AI_REQUEST_CHOICE_COUNT, int),
+)
+
+
+def is_missing(value: Any) -> bool:
+    """True for ``None`` and the SDK's ``Unset`` sentinel (matched by name: we never import the SDK)."""
+    return value is None or type(value).__name__ == "Unset"
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """Read ``name`` from a dict or an object; missing values come back as ``None``."""
+    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    return None if is_missing(value) else value
+
+
+def to_plain(obj: Any, _depth: int = 0) -> Any:
+    """Turn SDK models, dicts and lists into JSON-ready values, dropping unset fields."""
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    if _depth > 20:
+        return f"<{type(obj).__name__}>"
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v, _depth + 1) for k, v in obj.items() if not is_missing(v)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v, _depth + 1) for v in obj if not is_missing(v)]
+    fields = getattr(type(obj), "model_fields", None)
+    if isinstance(fields, Mapping):
+        out = {}
+        for name in fields:
+            value = getattr(obj, name, None)
+            if not is_missing(value):
+                out[name] = to_plain(value, _depth + 1)
+        return out
+    if hasattr(obj, "value") and type(obj).__name__ != "Unset":  # enums
+        return to_plain(obj.value, _depth + 1)
+    return f"<{type(obj).__name__}>"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=lambda o: f"<{type(o).__name__}>")
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+# ---------------------------------------------------------------- content and messages
+
+
+def content_parts(content: Any) -> list[dict[str, Any]]:
+    """Content (a string or a list of SDK content chunks) as semconv message parts."""
+    if is_missing(content):
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    if not isinstance(content, (list, tuple)):
+        return [{"type": "text", "content": _as_text(to_plain(content))}]
+    parts = []
+    for chunk in content:
+        if isinstance(chunk, str):
+            parts.append({"type": "text", "content": chunk})
+            continue
+        kind = field_of(chunk, "type")
+        kind = _as_text(to_plain(kind)) if kind is not None else None
+        if kind == "text":
+            parts.append({"type": "text", "content": _as_text(field_of(chunk, "text") or "")})
+        elif kind == "thinking":
+            parts.append({"type": "reasoning", "content": _thinking_text(field_of(chunk, "thinking"))})
+        elif kind in ("image_url", "document_url"):
+            ref = field_of(chunk, kind)
+            uri = field_of(ref, "url") if ref is not None and not isinstance(ref, str) else ref
+            modality = "image" if kind == "image_url" else "document"
+            parts.append({"type": "uri", "modality": modality, "uri": _as_text(to_plain(uri))})
+        else:
+            plain = to_plain(chunk)
+            part = dict(plain) if isinstance(plain, dict) else {"value": plain}
+            part["type"] = kind or "unknown"
+            parts.append(part)
+    return parts
+
+
+def _thinking_text(thinking: Any) -> str:
+    if isinstance(thinking, str):
+        return thinking
+    if not isinstance(thinking, (list, tuple)):
+        return ""
+    return "".join(p["content"] for p in content_parts(thinking) if p.get("type") == "text")
+
+
+def _text_of(parts: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(p["content"] for p in parts if p.get("type") == "text")
+
+
+def _flat_content(content: Any, parts: list[dict[str, Any]]) -> str | None:
+    """The ``gen_ai.prompt.N.content`` value: the text itself, or the parts as JSON when not all text."""
+    if is_missing(content):
+        return None
+    if isinstance(content, str):
+        return content
+    if all(p.get("type") == "text" for p in parts):
+        return _text_of(parts)
+    return dumps(parts)
+
+
+def parse_arguments(arguments: Any) -> Any:
+    """Tool-call arguments as a JSON value when they parse, else as given."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return to_plain(arguments)
+
+
+def tool_call_parts(tool_calls: Any) -> list[dict[str, Any]]:
+    if not isinstance(tool_calls, (list, tuple)):
+        return []
+    parts = []
+    for call in tool_calls:
+        function = field_of(call, "function")
+        part: dict[str, Any] = {"type": "tool_call"}
+        call_id = field_of(call, "id")
+        if call_id is not None and call_id != "null":
+            part["id"] = _as_text(call_id)
+        if function is not None:
+            name = field_of(function, "name")
+            if name is not None:
+                part["name"] = _as_text(name)
+            part["arguments"] = parse_arguments(field_of(function, "arguments"))
+        parts.append(part)
+    return parts
+
+
+def _role_of(message: Any) -> str:
+    role = field_of(message, "role")
+    return _as_text(to_plain(role)) if role is not None else "user"
+
+
+def input_messages(messages: Any) -> list[dict[str, Any]]:
+    """Request messages in the semconv ``gen_ai.input.messages`` shape."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+        return []
+    result = []
+    for message in messages:
+        role = _role_of(message)
+        content = field_of(message, "content")
+        if role == "tool":
+            response = _text_of(content_parts(content)) if not isinstance(content, str) else content
+            part = {"type": "tool_call_response", "response": response}
+            call_id = field_of(message, "tool_call_id")
+            if call_id is not None:
+                part["id"] = _as_text(call_id)
+            parts = [part]
+        else:
+            parts = content_parts(content) + tool_call_parts(field_of(message, "tool_calls"))
+        entry: dict[str, Any] = {"role": role, "parts": parts}
+        name = field_of(message, "name")
+        if name is not None:
+            entry["name"] = _as_text(name)
+        result.append(entry)
+    return result
+
+
+def prompt_attributes(messages: Any) -> Attributes:
+    """Content attributes of the request: semconv JSON plus Respan's indexed prompt keys."""
+    attrs: Attributes = {}
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+        return attrs
+    messages = list(messages)
+    semconv_messages = input_messages(messages)
+    system_parts: list[dict[str, Any]] = []
+    for i, (message, entry) in enumerate(zip(messages, semconv_messages)):
+        prefix = f"{sc.GEN_AI_PROMPT_PREFIX}.{i}"
+        attrs[f"{prefix}.role"] = entry["role"]
+        content = field_of(message, "content")
+        flat = _flat_content(content, content_parts(content))
+        if flat is not None:
+            attrs[f"{prefix}.content"] = flat
+        calls = [p for p in entry["parts"] if p["type"] == "tool_call"]
+        if calls:
+            attrs[f"{prefix}.tool_calls"] = dumps(calls)
+        call_id = field_of(message, "tool_call_id")
+        if call_id is not None:
+            attrs[f"{prefix}.tool_call_id"] = _as_text(call_id)
+        if entry["role"] == "system":
+            system_parts.extend(entry["parts"])
+    attrs[sc.GEN_AI_INPUT_MESSAGES] = dumps(semconv_messages)
+    if system_parts:
+        attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = dumps(system_parts)
+    return attrs
+
+
+def tool_definitions(tools: Any) -> list[dict[str, Any]]:
+    """Tool definitions flattened to ``{"type", "name", "description", "parameters"}``."""
+    if not isinstance(tools, (list, tuple)):
+        return []
+    result = []
+    for tool in tools:
+        plain = to_plain(tool)
+        if not isinstance(plain, dict):
+            continue
+        function = plain.get("function")
+        definition = {"type": plain.get("type", "function")}
+        if isinstance(function, dict):
+            definition.update(function)
+        result.append(definition)
+    return result
+
+
+# ---------------------------------------------------------------- request
+
+
+@lru_cache(maxsize=64)
+def server_attributes(url: str) -> tuple[tuple[str, Any], ...]:
+    """``server.address`` and ``server.port`` of a base URL (cached: it rarely changes)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return ()
+    out: list[tuple[str, Any]] = []
+    if host:
+        out.append((sc.SERVER_ADDRESS, host))
+    if port:
+        out.append((sc.SERVER_PORT, port))
+    return tuple(out)
+
+
+def request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> Attributes:
+    """Attributes known before the call. Parameters appear only when the caller passed them."""
+    attrs: Attributes = {
+        sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+        sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_MISTRAL,
+        sc.GEN_AI_SYSTEM: sc.PROVIDER_MISTRAL,
+        sc.LLM_REQUEST_TYPE: sc.OPERATION_CHAT,
+    }
+    model = kwargs.get("model")
+    if isinstance(model, str) and model:
+        attrs[sc.GEN_AI_REQUEST_MODEL] = model
+    for key, attribute, kind in _REQUEST_SCALARS:
+        value = kwargs.get(key)
+        if is_missing(value) or isinstance(value, bool):
+            continue
+        try:
+            attrs[attribute] = kind(value)
+        except (TypeError, ValueError):
+            continue
+    stop = kwargs.get("stop")
+    if isinstance(stop, str):
+        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
+    elif isinstance(stop, (list, tuple)) and stop:
+        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [_as_text(s) for s in stop]
+    if capture_content:
+        attrs.update(prompt_attributes(kwargs.get("messages")))
+        definitions = tool_definitions(kwargs.get("tools"))
+        if definitions:
+            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = dumps(definitions)
+            attrs[sc.LLM_REQUEST_FUNCTIONS] = dumps(
+                [{k: v for k, v in d.items() if k != "type"} for d in definitions]
+            )
+    return attrs
+
+
+# ---------------------------------------------------------------- response
+
+
+@dataclass
+class Choice:
+    """One completion choice, normalised from a response or accumulated from a stream."""
+
+    index: int = 0
+    role: str = "assistant"
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    other_parts: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+    def add_content(self, content: Any) -> str:
+        """Append a content value (string or chunk list); return its text, for chunk events."""
+        if isinstance(content, str):
+            self.text.append(content)
+            return content
+        text = []
+        for part in content_parts(content):
+            kind = part["type"]
+            if kind == "text":
+                text.append(part["content"])
+                self.text.append(part["content"])
+            elif kind == "reasoning":
+                self.reasoning.append(part["content"])
+            else:
+                self.other_parts.append(part)
+        return "".join(text)
+
+    def add_tool_calls(self, tool_calls: Any) -> None:
+        """Merge tool-call deltas by index; argument fragments are concatenated in order."""
+        if not isinstance(tool_calls, (list, tuple)):
+            return
+        for position, call in enumerate(tool_calls):
+            index = field_of(call, "index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = position
+            slot = self.tool_calls.setdefault(index, {"id": None, "name": None, "arguments": []})
+            call_id = field_of(call, "id")
+            if call_id is not None and call_id != "null" and slot["id"] is None:
+                slot["id"] = _as_text(call_id)
+            function = field_of(call, "function")
+            if function is None:
+                continue
+            name = field_of(function, "name")
+            if name and slot["name"] is None:
+                slot["name"] = _as_text(name)
+            arguments = field_of(function, "arguments")
+            if isinstance(arguments, str):
+                slot["arguments"].append(arguments)
+            elif arguments is not None:
+                slot["arguments"].append(dumps(to_plain(arguments)))
+
+    def parts(self) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        if self.reasoning:
+            parts.append({"type": "reasoning", "content": "".join(self.reasoning)})
+        if self.text:
+            parts.append({"type": "text", "content": "".join(self.text)})
+        parts.extend(self.other_parts)
+        for index in sorted(self.tool_calls):
+            slot = self.tool_calls[index]
+            part: dict[str, Any] = {"type": "tool_call"}
+            if slot["id"] is not None:
+                part["id"] = slot["id"]
+            if slot["name"] is not None:
+                part["name"] = slot["name"]
+            part["arguments"] = parse_arguments("".join(slot["arguments"]))
+            parts.append(part)
+        return parts
+
+
+def completion_attributes(choices: Iterable[Choice], capture_content: bool) -> Attributes:
+    """Finish reasons always; the completion text and tool calls only with content capture."""
+    ordered = sorted(choices, key=lambda c: c.index)
+    attrs: Attributes = {}
+    reasons = [c.finish_reason for c in ordered if c.finish_reason]
+    if reasons:
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+    if not capture_content or not ordered:
+        return attrs
+    output = []
+    for position, choice in enumerate(ordered):
+        parts = choice.parts()
+        prefix = f"{sc.GEN_AI_COMPLETION_PREFIX}.{position}"
+        attrs[f"{prefix}.role"] = choice.role
+        if choice.text or not choice.tool_calls:
+            attrs[f"{prefix}.content"] = "".join(choice.text)
+        calls = [p for p in parts if p["type"] == "tool_call"]
+        if calls:
+            attrs[f"{prefix}.tool_calls"] = dumps(calls)
+        if choice.finish_reason:
+            attrs[f"{prefix}.finish_reason"] = choice.finish_reason
+        message: dict[str, Any] = {"role": choice.role, "parts": parts}
+        if choice.finish_reason:
+            message["finish_reason"] = choice.finish_reason
+        output.append(message)
+    attrs[sc.GEN_AI_OUTPUT_MESSAGES] = dumps(output)
+    return attrs
+
+
+def usage_attributes(usage: Any) -> Attributes:
+    attrs: Attributes = {}
+    if usage is None:
+        return attrs
+    for key, names in (
+        ("prompt_tokens", (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_PROMPT_TOKENS)),
+        ("completion_tokens", (sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.GEN_AI_USAGE_COMPLETION_TOKENS)),
+        ("total_tokens", (sc.LLM_USAGE_TOTAL_TOKENS,)),
+    ):
+        value = field_of(usage, key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            for name in names:
+                attrs[name] = value
+    return attrs
+
+
+def _identity_attributes(response_id: Any, model: Any) -> Attributes:
+    attrs: Attributes = {}
+    if response_id:
+        attrs[sc.GEN_AI_RESPONSE_ID] = _as_text(response_id)
+    if model:
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = _as_text(model)
+    return attrs
+
+
+def response_choices(response: Any) -> list[Choice]:
+    choices = field_of(response, "choices")
+    if not isinstance(choices, (list, tuple)):
+        return []
+    result = []
+    for position, raw in enumerate(choices):
+        index = field_of(raw, "index")
+        choice = Choice(index=index if isinstance(index, int) else position)
+        message = field_of(raw, "message")
+        if message is not None:
+            role = field_of(message, "role")
+            if role is not None:
+                choice.role = _as_text(to_plain(role))
+            content = field_of(message, "content")
+            if content is not None:
+                choice.add_content(content)
+            choice.add_tool_calls(field_of(message, "tool_calls"))
+        reason = field_of(raw, "finish_reason")
+        if reason is not None:
+            choice.finish_reason = _as_text(to_plain(reason))
+        result.append(choice)
+    return result
+
+
+def response_attributes(response: Any, capture_content: bool) -> Attributes:
+    """Attributes of a complete (non-streamed) chat response."""
+    attrs = _identity_attributes(field_of(response, "id"), field_of(response, "model"))
+    attrs.update(usage_attributes(field_of(response, "usage")))
+    attrs.update(completion_attributes(response_choices(response), capture_content))
+    return attrs
+
+
+# ---------------------------------------------------------------- streams
+
+
+class StreamAccumulator:
+    """Builds the whole response from stream chunks, one ``add`` per chunk.
+
+    ``add`` is on the per-chunk hot path: it keeps raw fragments and leaves joining and
+    JSON work to ``attributes``, which runs once when the span ends.
+    """
+
+    __slots__ = ("capture_content", "response_id", "model", "usage", "choices", "chunk_times", "chunk_texts")
+
+    def __init__(self, capture_content: bool) -> None:
+        self.capture_content = capture_content
+        self.response_id: Any = None
+        self.model: Any = None
+        self.usage: Any = None
+        self.choices: dict[int, Choice] = {}
+        self.chunk_times: list[int] = []
+        self.chunk_texts: list[str] = []
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_times)
+
+    def add(self, event: Any, now_ns: int) -> None:
+        """Record one stream item (a ``CompletionEvent`` or a bare chunk). Never raises."""
+        self.chunk_times.append(now_ns)
+        delta_text = ""
+        try:
+            data = getattr(event, "data", None)
+            if data is None:
+                data = event.get("data", event) if isinstance(event, Mapping) else event
+            if self.response_id is None:
+                self.response_id = field_of(data, "id")
+            if self.model is None:
+                self.model = field_of(data, "model")
+            usage = field_of(data, "usage")
+            if usage is not None:
+                self.usage = usage
+            choices = field_of(data, "choices")
+            if choices:
+                delta_text = self._add_choices(choices)
+        except Exception as exc:  # noqa: BLE001 - a malformed chunk must not break the user's loop
+            report_once("stream chunk accumulation", exc)
+        if self.capture_content:
+            self.chunk_texts.append(delta_text)
+
+    def _add_choices(self, choices: Any) -> str:
+        texts = []
+        for position, raw in enumerate(choices):
+            index = field_of(raw, "index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = position
+            choice = self.choices.get(index)
+            if choice is None:
+                choice = self.choices[index] = Choice(index=index)
+            delta = field_of(raw, "delta")
+            if delta is not None:
+                role = field_of(delta, "role")
+                if role:
+                    choice.role = _as_text(role)
+                content = field_of(delta, "content")
+                if content:
+                    texts.append(choice.add_content(content))
+                tool_calls = field_of(delta, "tool_calls")
+                if tool_calls:
+                    choice.add_tool_calls(tool_calls)
+            reason = field_of(raw, "finish_reason")
+            if reason:
+                choice.finish_reason = _as_text(to_plain(reason))
+        return "".join(texts)
+
+    def attributes(self) -> Attributes:
+        attrs = _identity_attributes(self.response_id, self.model)
+        attrs.update(usage_attributes(self.usage))
+        attrs.update(completion_attributes(self.choices.values(), self.capture_content))
+        attrs[sc.RESPAN_STREAM_CHUNK_COUNT] = self.chunk_count
+        return attrs

@@ -1,0 +1,119 @@
+"""The wrappers around ``Chat.complete``/``stream`` (sync and async) and their installation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from respan_auto._guard import report_once, warn_once
+from respan_auto.instrumentation.mistralai.call import Call, Telemetry, in_traced_call
+from respan_auto.instrumentation.mistralai.stream import wrap_stream
+
+Wrapper = Callable[[Any, Any, tuple, dict], Any]
+OnResult = Callable[[Call, Any], Any]
+
+
+def _end_with_response(call: Call, response: Any) -> Any:
+    call.finish(response=response)
+    return response
+
+
+def _sync_wrapper(telemetry: Telemetry, on_result: OnResult) -> Wrapper:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        call = telemetry.begin(instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.detach()
+            call.finish(error=exc)
+            raise
+        call.detach()
+        return on_result(call, result)
+
+    return wrapper
+
+
+def _async_wrapper(telemetry: Telemetry, on_result: OnResult) -> Wrapper:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        # Start the span when the coroutine runs, not when it is created, as the SDK does.
+        async def traced() -> Any:
+            call = telemetry.begin(instance, kwargs)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.detach()
+                call.finish(error=exc)
+                raise
+            call.detach()
+            return on_result(call, result)
+
+        return traced()
+
+    return wrapper
+
+
+def chat_wrappers(telemetry: Telemetry) -> dict[str, Wrapper]:
+    """The wrapper for each ``Chat`` method we trace."""
+    return {
+        "complete": _sync_wrapper(telemetry, _end_with_response),
+        "complete_async": _async_wrapper(telemetry, _end_with_response),
+        "stream": _sync_wrapper(telemetry, wrap_stream),
+        "stream_async": _async_wrapper(telemetry, wrap_stream),
+    }
+
+
+def quiet_sdk_tracer(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """Wraps the SDK's ``get_or_create_otel_tracer``: inside our span, report tracing as off.
+
+    The SDK's own hook (always on with a global provider up to 2.4.9, opt-in later) would
+    otherwise add a second span with the same ``gen_ai.request.model`` for every call.
+    """
+    result = wrapped(*args, **kwargs)
+    try:
+        if in_traced_call() and isinstance(result, tuple) and len(result) == 2:
+            return False, result[1]
+    except Exception as exc:  # noqa: BLE001
+        report_once("SDK tracer hook", exc)
+    return result
+
+
+class Patcher:
+    """Applies wrappers to classes and module functions, remembers originals, restores them."""
+
+    def __init__(self) -> None:
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, name: str, wrapper: Wrapper) -> bool:
+        original = vars(owner).get(name)
+        if original is None:
+            return False
+        if any(o is owner and n == name for o, n, _ in self._originals):
+            return True  # already ours: a module re-import fires the hook again
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        self._originals.append((owner, name, original))
+        return True
+
+    def restore(self) -> None:
+        while self._originals:
+            owner, name, original = self._originals.pop()
+            try:
+                setattr(owner, name, original)
+            except Exception as exc:  # noqa: BLE001
+                report_once("unpatch", exc)
+
+
+def patch_chat_class(patcher: Patcher, chat_cls: Any, wrappers: dict[str, Wrapper], where: str) -> None:
+    missing = [name for name, wrapper in wrappers.items() if not patcher.wrap(chat_cls, name, wrapper)]
+    if missing:
+        warn_once(
+            f"chat-methods:{where}",
+            "respan_auto: %s.Chat has no %s; those Mistral calls will not be traced",
+            where,
+            ", ".join(missing),
+        )

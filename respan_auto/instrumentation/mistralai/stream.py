@@ -1,0 +1,150 @@
+"""Stream proxies that pass every chunk through unchanged and end the span exactly once.
+
+They follow wrapt's idiom: ``__iter__``/``__enter__`` (and the async twins) return the proxy
+itself, so ``for``, ``with`` and ``async with`` all keep going through it. Everything else
+(``.response``, ``isinstance``, unknown attributes) falls through to the SDK's stream.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import wrapt
+
+from respan_auto._guard import report_once
+from respan_auto.instrumentation.mistralai.attributes import StreamAccumulator
+from respan_auto.instrumentation.mistralai.call import Call
+
+
+class _StreamState:
+    """What a proxy carries: the call and what the chunks have said so far."""
+
+    __slots__ = ("call", "accumulator")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.accumulator = StreamAccumulator(call.telemetry.capture_content)
+
+    def chunk(self, item: Any) -> None:
+        self.accumulator.add(item, time.time_ns())
+
+    def end(self, error: BaseException | None = None, completed: bool = False) -> None:
+        # Cancellation and interpreter exits abandon the stream; they are not call failures.
+        if error is not None and not isinstance(error, Exception):
+            error = None
+        self.call.finish(accumulator=self.accumulator, error=error, completed=completed)
+
+
+class StreamProxy(wrapt.ObjectProxy):
+    """Proxy for the SDK's ``EventStream``."""
+
+    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = self.__wrapped__.__next__()
+        except StopIteration:
+            self._self_state.end(completed=True)
+            raise
+        except BaseException as exc:
+            self._self_state.end(error=exc)
+            raise
+        self._self_state.chunk(item)
+        return item
+
+    def __enter__(self) -> Any:
+        entered = self.__wrapped__.__enter__()
+        return self if entered is self.__wrapped__ else entered
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_state.end()
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.end()
+        except Exception as exc:  # noqa: BLE001 - interpreter shutdown may have torn modules down
+            report_once("stream garbage collection", exc)
+
+
+class ClosableStreamProxy(StreamProxy):
+    """For SDK generations whose ``EventStream`` has ``close()`` (2.x and later)."""
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.end()
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):
+    """Proxy for the SDK's ``EventStreamAsync``."""
+
+    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_state.end(completed=True)
+            raise
+        except BaseException as exc:
+            self._self_state.end(error=exc)
+            raise
+        self._self_state.chunk(item)
+        return item
+
+    async def __aenter__(self) -> Any:
+        entered = await self.__wrapped__.__aenter__()
+        return self if entered is self.__wrapped__ else entered
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_state.end()
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.end()
+        except Exception as exc:  # noqa: BLE001
+            report_once("stream garbage collection", exc)
+
+
+class ClosableAsyncStreamProxy(AsyncStreamProxy):
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_state.end()
+
+
+def wrap_stream(call: Call, stream: Any) -> Any:
+    """Wrap the SDK's stream so the span follows it; unknown objects end the span and pass through."""
+    try:
+        state = _StreamState(call)
+        if hasattr(stream, "__anext__"):
+            cls = ClosableAsyncStreamProxy if hasattr(stream, "close") else AsyncStreamProxy
+        elif hasattr(stream, "__next__"):
+            cls = ClosableStreamProxy if hasattr(stream, "close") else StreamProxy
+        else:
+            call.finish()
+            return stream
+        return cls(stream, state)
+    except Exception as exc:  # noqa: BLE001
+        report_once("stream wrap", exc)
+        call.finish()
+        return stream

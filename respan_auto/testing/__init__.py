@@ -1,0 +1,1 @@
+"""Loopback stand-ins used by the offline examples, the tests and the benchmarks."""

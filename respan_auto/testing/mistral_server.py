@@ -1,0 +1,282 @@
+"""A loopback stand-in for the Mistral chat API: JSON and chunked SSE, as the real API speaks.
+
+Used by the offline examples, the tests and the benchmark. It binds to 127.0.0.1 only.
+
+The reply is driven by markers in the last user message, so that an unmodified app can be
+pointed at it:
+
+==================  ======================================================================
+marker              effect
+==================  ======================================================================
+(none)              a short echo of the prompt
+``#tools``          the assistant calls ``get_weather`` instead of answering
+``#split-args``     (stream) the tool-call arguments arrive split over several chunks
+``#usage-chunk``    (stream) usage arrives in a trailing chunk with ``choices: []``
+``#chunks=N``       (stream) the text is sent as N chunks
+``#slow``           (stream) 50 ms between chunks
+``#malformed``      (stream) an undecodable event after the first chunk
+``#500``, ``#401``  that HTTP error, with Mistral's error body
+==================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+RESPONSE_MODEL = "mistral-small-2506"
+_CHUNKS = re.compile(r"#chunks=(\d+)")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def reply_text(body: dict[str, Any]) -> str:
+    prompt = _last_user_text(body)
+    words = prompt.split()
+    preview = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
+    return f"Offline stand-in reply to: {preview}"
+
+
+def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [] if isinstance(m, dict))
+    completion_tokens = len(text.split())
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+TOOL_ARGUMENTS = '{"city": "Paris", "unit": "celsius"}'
+
+
+def _tool_call(index: int = 0, arguments: str = TOOL_ARGUMENTS, with_name: bool = True) -> dict[str, Any]:
+    """A tool call; continuation fragments carry no id and an empty name, as the API sends them."""
+    call: dict[str, Any] = {"index": index, "function": {"name": "", "arguments": arguments}}
+    if with_name:
+        call["id"] = "call_weather_1"
+        call["type"] = "function"
+        call["function"]["name"] = "get_weather"
+    return call
+
+
+def completion_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer to a non-streamed chat request."""
+    prompt = _last_user_text(body)
+    n = body.get("n") or 1
+    if "#tools" in prompt:
+        message = {"role": "assistant", "content": "", "tool_calls": [_tool_call()]}
+        finish = "tool_calls"
+        text = ""
+    else:
+        text = reply_text(body)
+        message = {"role": "assistant", "content": text, "tool_calls": None}
+        finish = "stop"
+    return {
+        "id": "cmpl-standin-0001",
+        "object": "chat.completion",
+        "model": RESPONSE_MODEL,
+        "created": 1764201600,
+        "usage": _usage(body, text),
+        "choices": [{"index": i, "message": message, "finish_reason": finish} for i in range(n)],
+    }
+
+
+def _chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": "cmpl-standin-0002",
+        "object": "chat.completion.chunk",
+        "model": RESPONSE_MODEL,
+        "created": 1764201600,
+        "choices": choices,
+    }
+    if usage is not None:
+        data["usage"] = usage
+    return data
+
+
+def stream_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunk objects of a streamed answer, before SSE framing."""
+    prompt = _last_user_text(body)
+    if "#tools" in prompt or "#split-args" in prompt:
+        usage = _usage(body, "")
+        if "#split-args" in prompt:
+            pieces = [TOOL_ARGUMENTS[:9], TOOL_ARGUMENTS[9:21], TOOL_ARGUMENTS[21:]]
+            calls = [[_tool_call(arguments=pieces[0])]] + [[_tool_call(arguments=p, with_name=False)] for p in pieces[1:]]
+        else:
+            calls = [[_tool_call()]]
+        chunks = [_chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+        chunks += [_chunk([{"index": 0, "delta": {"tool_calls": c}, "finish_reason": None}]) for c in calls]
+        chunks.append(_chunk([{"index": 0, "delta": {"content": ""}, "finish_reason": "tool_calls"}], usage))
+        return chunks
+    text = reply_text(body)
+    match = _CHUNKS.search(prompt)
+    count = int(match.group(1)) if match else max(1, len(text.split()))
+    words = text.split(" ")
+    pieces = [" ".join(words[i * len(words) // count : (i + 1) * len(words) // count]) for i in range(count)]
+    pieces = [p + (" " if i < count - 1 and p else "") for i, p in enumerate(pieces)]
+    usage = _usage(body, text)
+    trailing = "#usage-chunk" in prompt
+    chunks = []
+    for i, piece in enumerate(pieces):
+        delta: dict[str, Any] = {"content": piece}
+        if i == 0:
+            delta["role"] = "assistant"
+        last = i == count - 1
+        chunks.append(
+            _chunk(
+                [{"index": 0, "delta": delta, "finish_reason": "stop" if last else None}],
+                usage if last and not trailing else None,
+            )
+        )
+    if trailing:
+        chunks.append(_chunk([], usage))
+    return chunks
+
+
+def sse_events(body: dict[str, Any]) -> Iterator[bytes]:
+    """The SSE byte frames of a streamed answer, ending with ``data: [DONE]``."""
+    prompt = _last_user_text(body)
+    for i, chunk in enumerate(stream_chunks(body)):
+        yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        if i == 0 and "#malformed" in prompt:
+            yield b"data: {not json\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def error_for(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    prompt = _last_user_text(body)
+    if "#500" in prompt:
+        return 500, {"object": "error", "message": "Internal server error", "type": "internal_error", "code": "500"}
+    if "#401" in prompt:
+        return 401, {"object": "error", "message": "Unauthorized", "type": "invalid_api_key", "code": "1000"}
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: MistralServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away mid-stream: that is what abandoned streams do
+
+    def _read_json(self) -> Any:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        body = self._read_json()
+        self.server.record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        if not self.path.rstrip("/").endswith("/v1/chat/completions") or not isinstance(body, dict):
+            self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
+            return
+        error = error_for(body)
+        if error is not None:
+            self._send_json(*error)
+            return
+        if not body.get("stream"):
+            self._send_json(200, completion_body(body), self.server.extra_headers)
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        for key, value in self.server.extra_headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        slow = "#slow" in _last_user_text(body)
+        try:
+            for frame in sse_events(body):
+                if slow:
+                    time.sleep(0.05)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class MistralServer(ThreadingHTTPServer):
+    """Call ``start()``; ``url`` is the ``server_url`` to give the SDK."""
+
+    daemon_threads = True
+
+    def __init__(self, extra_headers: dict[str, str] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.extra_headers = dict(extra_headers or {})
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def start(self) -> MistralServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="mistral-standin", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self) -> MistralServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    with MistralServer() as server:
+        print(f"Mistral stand-in listening on {server.url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
