@@ -115,7 +115,9 @@ def test_sdk_message_objects_list_content_and_tools(client, spans, sdk):
         ),
         m.AssistantMessage(
             content="",
-            tool_calls=[m.ToolCall(id="call_1", function=m.FunctionCall(name="get_weather", arguments='{"city": "Lyon"}'))],
+            tool_calls=[
+                m.ToolCall(id="call_1", function=m.FunctionCall(name="get_weather", arguments='{"city": "Lyon"}'))
+            ],
         ),
         m.ToolMessage(content="18 degrees", tool_call_id="call_1", name="get_weather"),
         {"role": "user", "content": [{"type": "text", "text": "And in Paris? #tools"}]},
@@ -200,7 +202,12 @@ def test_content_capture_off_records_no_content(client, spans, instrument):
         assert "Offline stand-in" not in blob
         assert "Paris" not in blob
         assert not [k for k in span.attributes if k.startswith(("gen_ai.prompt.", "gen_ai.completion."))]
-        for key in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.definitions", "llm.request.functions"):
+        for key in (
+            "gen_ai.input.messages",
+            "gen_ai.output.messages",
+            "gen_ai.tool.definitions",
+            "llm.request.functions",
+        ):
             assert key not in span.attributes
     # what is not content is still there
     assert finished[0].attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)

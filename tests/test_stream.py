@@ -180,9 +180,7 @@ def test_http_error_on_stream_open(client, spans):
 @pytest.mark.parametrize("marker", ["#tools", "#split-args"])
 def test_tool_call_deltas_are_merged(client, spans, marker):
     chunks = drain(client.chat.stream(model=MODEL, messages=user(f"weather? {marker}")))
-    fragments = [
-        tc.function.arguments for c in chunks for ch in c.data.choices for tc in (ch.delta.tool_calls or [])
-    ]
+    fragments = [tc.function.arguments for c in chunks for ch in c.data.choices for tc in (ch.delta.tool_calls or [])]
     assert "".join(fragments) == TOOL_ARGUMENTS
     if marker == "#split-args":
         assert len(fragments) == 3

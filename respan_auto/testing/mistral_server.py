@@ -60,7 +60,9 @@ def reply_text(body: dict[str, Any]) -> str:
 
 
 def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
-    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [] if isinstance(m, dict))
+    prompt_tokens = sum(
+        len(str(m.get("content", "")).split()) for m in body.get("messages") or [] if isinstance(m, dict)
+    )
     completion_tokens = len(text.split())
     return {
         "prompt_tokens": prompt_tokens,
@@ -124,7 +126,9 @@ def stream_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
         usage = _usage(body, "")
         if "#split-args" in prompt:
             pieces = [TOOL_ARGUMENTS[:9], TOOL_ARGUMENTS[9:21], TOOL_ARGUMENTS[21:]]
-            calls = [[_tool_call(arguments=pieces[0])]] + [[_tool_call(arguments=p, with_name=False)] for p in pieces[1:]]
+            calls = [[_tool_call(arguments=pieces[0])]] + [
+                [_tool_call(arguments=p, with_name=False)] for p in pieces[1:]
+            ]
         else:
             calls = [[_tool_call()]]
         chunks = [_chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
@@ -179,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: MistralServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def handle(self) -> None:
@@ -206,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         body = self._read_json()
         self.server.record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         if not self.path.rstrip("/").endswith("/v1/chat/completions") or not isinstance(body, dict):
@@ -241,6 +245,7 @@ class MistralServer(ThreadingHTTPServer):
     """Call ``start()``; ``url`` is the ``server_url`` to give the SDK."""
 
     daemon_threads = True
+    request_queue_size = 256  # tests open many connections at once
 
     def __init__(self, extra_headers: dict[str, str] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

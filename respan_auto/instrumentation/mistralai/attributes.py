@@ -8,7 +8,7 @@ missing, ``None`` or the SDK's ``Unset`` sentinel (which is falsy).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -65,6 +65,15 @@ def to_plain(obj: Any, _depth: int = 0) -> Any:
     if hasattr(obj, "value") and type(obj).__name__ != "Unset":  # enums
         return to_plain(obj.value, _depth + 1)
     return f"<{type(obj).__name__}>"
+
+
+def guarded(where: str, extract: Callable[..., Attributes], *args: Any) -> Attributes:
+    """Run one extraction step; a failure costs only that step's attributes, never the call."""
+    try:
+        return extract(*args)
+    except Exception as exc:  # noqa: BLE001
+        report_once(where, exc)
+        return {}
 
 
 def dumps(value: Any) -> str:
@@ -200,7 +209,7 @@ def prompt_attributes(messages: Any) -> Attributes:
     messages = list(messages)
     semconv_messages = input_messages(messages)
     system_parts: list[dict[str, Any]] = []
-    for i, (message, entry) in enumerate(zip(messages, semconv_messages)):
+    for i, (message, entry) in enumerate(zip(messages, semconv_messages, strict=True)):
         prefix = f"{sc.GEN_AI_PROMPT_PREFIX}.{i}"
         attrs[f"{prefix}.role"] = entry["role"]
         content = field_of(message, "content")
@@ -283,14 +292,19 @@ def request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> Attr
     elif isinstance(stop, (list, tuple)) and stop:
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [_as_text(s) for s in stop]
     if capture_content:
-        attrs.update(prompt_attributes(kwargs.get("messages")))
-        definitions = tool_definitions(kwargs.get("tools"))
-        if definitions:
-            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = dumps(definitions)
-            attrs[sc.LLM_REQUEST_FUNCTIONS] = dumps(
-                [{k: v for k, v in d.items() if k != "type"} for d in definitions]
-            )
+        attrs.update(guarded("prompt extraction", prompt_attributes, kwargs.get("messages")))
+        attrs.update(guarded("tool definitions", tool_attributes, kwargs.get("tools")))
     return attrs
+
+
+def tool_attributes(tools: Any) -> Attributes:
+    definitions = tool_definitions(tools)
+    if not definitions:
+        return {}
+    return {
+        sc.GEN_AI_TOOL_DEFINITIONS: dumps(definitions),
+        sc.LLM_REQUEST_FUNCTIONS: dumps([{k: v for k, v in d.items() if k != "type"} for d in definitions]),
+    }
 
 
 # ---------------------------------------------------------------- response
@@ -448,9 +462,11 @@ def response_choices(response: Any) -> list[Choice]:
 
 def response_attributes(response: Any, capture_content: bool) -> Attributes:
     """Attributes of a complete (non-streamed) chat response."""
-    attrs = _identity_attributes(field_of(response, "id"), field_of(response, "model"))
-    attrs.update(usage_attributes(field_of(response, "usage")))
-    attrs.update(completion_attributes(response_choices(response), capture_content))
+    attrs = guarded(
+        "response identity", lambda: _identity_attributes(field_of(response, "id"), field_of(response, "model"))
+    )
+    attrs.update(guarded("response usage", lambda: usage_attributes(field_of(response, "usage"))))
+    attrs.update(guarded("response output", lambda: completion_attributes(response_choices(response), capture_content)))
     return attrs
 
 
@@ -464,7 +480,7 @@ class StreamAccumulator:
     JSON work to ``attributes``, which runs once when the span ends.
     """
 
-    __slots__ = ("capture_content", "response_id", "model", "usage", "choices", "chunk_times", "chunk_texts")
+    __slots__ = ("capture_content", "choices", "chunk_texts", "chunk_times", "model", "response_id", "usage")
 
     def __init__(self, capture_content: bool) -> None:
         self.capture_content = capture_content
@@ -528,8 +544,8 @@ class StreamAccumulator:
         return "".join(texts)
 
     def attributes(self) -> Attributes:
-        attrs = _identity_attributes(self.response_id, self.model)
-        attrs.update(usage_attributes(self.usage))
-        attrs.update(completion_attributes(self.choices.values(), self.capture_content))
+        attrs = guarded("stream identity", _identity_attributes, self.response_id, self.model)
+        attrs.update(guarded("stream usage", usage_attributes, self.usage))
+        attrs.update(guarded("stream output", completion_attributes, self.choices.values(), self.capture_content))
         attrs[sc.RESPAN_STREAM_CHUNK_COUNT] = self.chunk_count
         return attrs

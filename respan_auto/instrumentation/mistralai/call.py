@@ -75,7 +75,7 @@ def _server_url(instance: Any, kwargs: Mapping[str, Any]) -> str | None:
 class Call:
     """The span of one call, current while the SDK method runs and ended exactly once."""
 
-    __slots__ = ("telemetry", "span", "start_ns", "_token", "_ended", "_lock", "_metric_attrs")
+    __slots__ = ("_ended", "_lock", "_metric_attrs", "_token", "span", "start_ns", "telemetry")
 
     def __init__(self, telemetry: Telemetry, instance: Any, kwargs: Mapping[str, Any]) -> None:
         self.telemetry = telemetry
@@ -93,7 +93,9 @@ class Call:
         name = f"{sc.OPERATION_CHAT} {model}" if model else sc.OPERATION_CHAT
         self._metric_attrs = {k: request[k] for k in _METRIC_KEYS if k in request}
         self.start_ns = time.time_ns()
-        self.span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=request, start_time=self.start_ns)
+        self.span = telemetry.tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=request, start_time=self.start_ns
+        )
         ctx = context_api.set_value(IN_CALL_KEY, True, trace.set_span_in_context(self.span))
         self._token = context_api.attach(ctx)
 

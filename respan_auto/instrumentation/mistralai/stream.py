@@ -20,7 +20,7 @@ from respan_auto.instrumentation.mistralai.call import Call
 class _StreamState:
     """What a proxy carries: the call and what the chunks have said so far."""
 
-    __slots__ = ("call", "accumulator")
+    __slots__ = ("accumulator", "call")
 
     def __init__(self, call: Call) -> None:
         self.call = call
