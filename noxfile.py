@@ -16,12 +16,15 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
 nox.options.sessions = ["lint", "tests"]
 
+# another Mistral instrumentor, to check that ours coexists with it (it supports mistralai 2.x and later)
+OPENINFERENCE = "openinference-instrumentation-mistralai"
+
 # mistralai pin -> (Python it runs on, extra pins). The spread also covers Python 3.10-3.13 and wrapt 1.x.
 GENERATIONS = {
     "1": ("3.10", "mistralai==1.*", []),
     "2.4": ("3.11", "mistralai==2.4.9", ["wrapt<2"]),  # last 2.x that traces by itself under a global provider
-    "2": ("3.12", "mistralai==2.*", []),
-    "3": ("3.13", "mistralai==3.*", []),
+    "2": ("3.12", "mistralai==2.*", [OPENINFERENCE]),
+    "3": ("3.13", "mistralai==3.*", [OPENINFERENCE]),
 }
 
 

@@ -1,5 +1,30 @@
-"""respan-auto: zero-code OpenTelemetry tracing for the Mistral AI Python SDK."""
+"""respan-auto: zero-code OpenTelemetry tracing for the Mistral AI Python SDK.
+
+The public names load on first use, so ``import respan_auto`` (which the launcher's bootstrap
+does at interpreter start) costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from respan_auto.version import __version__
 
-__all__ = ["__version__"]
+_PUBLIC = {
+    "Respan": "respan_auto.sdk",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> object:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'respan_auto' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,11 +1,20 @@
-"""Settings read from the environment, with one clear message per malformed value."""
+"""Settings from ``Respan(...)`` arguments and the environment, with one clear message per bad value.
+
+Everything else reads a ``Settings`` object and never ``os.environ`` itself. Arguments win over
+the environment; a malformed variable is reported once, naming it, and its default is used.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from respan_auto._guard import warn_once
+from respan_auto.options import DEFAULT_BASE_URL, ENVIRONMENT
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -14,10 +23,13 @@ _GENAI_CONTENT_ON = frozenset({"span_only", "event_only", "span_and_event"})
 _GENAI_CONTENT_OFF = frozenset({"no_content"})
 
 
-def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
-    """Read a boolean variable; an unreadable value keeps the default and is reported once."""
-    env = os.environ if environ is None else environ
-    raw = env.get(name)
+def _env(environ: Mapping[str, str], option: str) -> str | None:
+    raw = environ.get(ENVIRONMENT[option][0])
+    return raw.strip() if raw is not None and raw.strip() else None
+
+
+def parse_bool(name: str, raw: str | None, default: bool) -> bool:
+    """A boolean value; an unreadable one keeps the default and is reported once."""
     if raw is None or not raw.strip():
         return default
     value = raw.strip().lower()
@@ -33,6 +45,11 @@ def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None)
         "true" if default else "false",
     )
     return default
+
+
+def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return parse_bool(name, env.get(name), default)
 
 
 def capture_content(environ: Mapping[str, str] | None = None) -> bool:
@@ -51,3 +68,121 @@ def capture_content(environ: Mapping[str, str] | None = None) -> bool:
     if raw in _GENAI_CONTENT_ON:
         return True
     return env_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", True, env)
+
+
+def parse_metadata(name: str, raw: Any) -> dict[str, str]:
+    """A metadata mapping with string values (others JSON-encoded); anything else is reported once."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            warn_once(
+                f"metadata:{name}",
+                'respan_auto: ignoring %s: it is not valid JSON (expected an object like {"team": "search"})',
+                name,
+            )
+            return {}
+    if not isinstance(raw, Mapping):
+        warn_once(
+            f"metadata:{name}", "respan_auto: ignoring %s: expected a JSON object, got %s", name, type(raw).__name__
+        )
+        return {}
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in raw.items()}
+
+
+def _parse_seconds(name: str, raw: str | None, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+        if value >= 0:
+            return value
+    except ValueError:
+        pass
+    warn_once(f"env:{name}", "respan_auto: ignoring %s=%r: expected a number of seconds; using %s", name, raw, default)
+    return default
+
+
+def default_local_store(environ: Mapping[str, str]) -> str:
+    state = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "respan-auto", "traces.jsonl")
+
+
+def _program_name() -> str | None:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
+    if not argv0:
+        return None
+    name = os.path.basename(argv0)
+    return name[:-3] if name.endswith(".py") else name
+
+
+def otlp_endpoint_configured(environ: Mapping[str, str]) -> bool:
+    return bool(environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = True
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    environment: str | None = None
+    app_name: str | None = None
+    customer_identifier: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    trace_content: bool = True
+    instrument_threading: bool = True
+    local_store: str = ""
+    exit_timeout: float = 2.0
+    otlp_from_environment: bool = False
+    sdk_disabled: bool = False
+
+    @property
+    def export_target(self) -> str:
+        """``otlp`` (the OTEL_* variables), ``respan`` (a key is set) or ``local`` (neither)."""
+        if self.otlp_from_environment:
+            return "otlp"
+        return "respan" if self.api_key else "local"
+
+    @property
+    def traces_url(self) -> str:
+        return f"{self.base_url}/v2/traces"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **arguments: Any) -> Settings:
+        """Settings from ``arguments`` (``None`` means "not given") over the environment."""
+        env = os.environ if environ is None else environ
+        given = {k: v for k, v in arguments.items() if v is not None}
+
+        def pick(option: str) -> Any:
+            return given[option] if option in given else _env(env, option)
+
+        def pick_bool(option: str, default: bool) -> bool:
+            if option in given:
+                return bool(given[option])
+            return parse_bool(ENVIRONMENT[option][0], _env(env, option), default)
+
+        if "metadata" in given:
+            metadata = parse_metadata("metadata=", given["metadata"])
+        else:
+            metadata = parse_metadata(ENVIRONMENT["metadata"][0], _env(env, "metadata"))
+        trace_content = given.get("trace_content")
+        app_name = pick("app_name") or env.get("OTEL_SERVICE_NAME")
+        if not app_name and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+            app_name = _program_name()
+        return cls(
+            enabled=pick_bool("enabled", True),
+            api_key=pick("api_key"),
+            base_url=str(pick("base_url") or DEFAULT_BASE_URL).rstrip("/"),
+            environment=pick("environment"),
+            app_name=app_name or None,
+            customer_identifier=pick("customer_identifier"),
+            metadata=metadata,
+            trace_content=capture_content(env) if trace_content is None else bool(trace_content),
+            instrument_threading=pick_bool("instrument_threading", True),
+            local_store=pick("local_store") or default_local_store(env),
+            exit_timeout=_parse_seconds(ENVIRONMENT["exit_timeout"][0], _env(env, "exit_timeout"), 2.0),
+            otlp_from_environment=otlp_endpoint_configured(env) and "base_url" not in given,
+            sdk_disabled=parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED"), False),
+        )

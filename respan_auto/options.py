@@ -1,0 +1,21 @@
+"""The RESPAN_* variables, in one table the launcher's --help and the settings both read.
+
+Kept free of imports: the launcher reads it on every start.
+"""
+
+DEFAULT_BASE_URL = "https://api.respan.ai/api"
+
+# option -> (environment variable, what it is)
+ENVIRONMENT = {
+    "enabled": ("RESPAN_ENABLED", "false turns respan-auto off entirely (default true)"),
+    "api_key": ("RESPAN_API_KEY", "Respan API key; without it (and without an OTLP endpoint) traces stay local"),
+    "base_url": ("RESPAN_BASE_URL", f"Respan API base (default {DEFAULT_BASE_URL}); traces go to BASE/v2/traces"),
+    "environment": ("RESPAN_ENVIRONMENT", "environment tag, recorded as respan.environment on every span"),
+    "app_name": ("RESPAN_APP_NAME", "service name (falls back to OTEL_SERVICE_NAME, then the program's name)"),
+    "customer_identifier": ("RESPAN_CUSTOMER_IDENTIFIER", "default customer identifier for every span"),
+    "metadata": ("RESPAN_METADATA", 'default metadata for every span, a JSON object: {"team": "search"}'),
+    "trace_content": ("RESPAN_TRACE_CONTENT", "false keeps prompts, completions and tool arguments out of spans"),
+    "instrument_threading": ("RESPAN_INSTRUMENT_THREADING", "false leaves threads without context propagation"),
+    "local_store": ("RESPAN_LOCAL_STORE", "file for local traces (default ~/.local/state/respan-auto/traces.jsonl)"),
+    "exit_timeout": ("RESPAN_EXIT_TIMEOUT", "seconds process exit may wait for the last export (default 2)"),
+}

@@ -1,0 +1,102 @@
+"""``Respan(...)``: set up the pipeline once, apply defaults, activate instrumentors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from respan_auto import context, instrumentors
+from respan_auto.config import Settings
+from respan_auto.export.pipeline import Pipeline
+
+logger = logging.getLogger("respan_auto")
+
+_lock = threading.Lock()
+_pipeline: Pipeline | None = None
+
+
+def _announce(pipeline: Pipeline) -> None:
+    if pipeline.settings.export_target == "local" and not os.environ.get("RESPAN_ANNOUNCED"):
+        os.environ["RESPAN_ANNOUNCED"] = "1"  # children of this process stay quiet
+        logger.warning(
+            "respan_auto: no RESPAN_API_KEY or OTLP endpoint set: traces are kept in %s "
+            "(view them with `respan-instrument traces`)",
+            pipeline.settings.local_store,
+        )
+
+
+class Respan:
+    """Trace this process to Respan (or any OTLP endpoint, or the local store).
+
+    Arguments override the RESPAN_* variables. A second ``Respan(...)`` in the same process
+    keeps the first pipeline, applies its defaults and activates its instrumentors.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        instrumentations: Sequence[Any] | None = None,
+        is_auto_instrument: bool | None = False,
+        customer_identifier: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        environment: str | None = None,
+        app_name: str | None = None,
+        trace_content: bool | None = None,
+        enabled: bool | None = None,
+    ) -> None:
+        global _pipeline
+        self.settings = Settings.load(
+            api_key=api_key,
+            base_url=base_url,
+            customer_identifier=customer_identifier,
+            metadata=metadata,
+            environment=environment,
+            app_name=app_name,
+            trace_content=trace_content,
+            enabled=enabled,
+        )
+        self.activated: list[str] = []
+        if not self.settings.enabled or self.settings.sdk_disabled:
+            logger.warning(
+                "respan_auto: tracing is off (%s)",
+                "RESPAN_ENABLED=false" if not self.settings.enabled else "OTEL_SDK_DISABLED=true",
+            )
+            self._pipeline = None
+            return
+        with _lock:
+            first = _pipeline is None
+            if first:
+                _pipeline = Pipeline(self.settings)
+            self._pipeline = _pipeline
+        context.add_defaults(
+            context.to_attributes(
+                {"customer_identifier": self.settings.customer_identifier, "environment": self.settings.environment},
+                self.settings.metadata,
+            )
+        )
+        provider = self._pipeline.provider
+        self.activated += instrumentors.activate_explicit(instrumentations or (), provider, self.settings.trace_content)
+        if is_auto_instrument:
+            self.activated += instrumentors.activate_discovered(provider, self.settings.trace_content)
+        if first:
+            _announce(self._pipeline)
+        else:
+            logger.warning(
+                "respan_auto: Respan() was already set up in this process; kept its pipeline (to %s), "
+                "applied the new defaults and activated %d more instrumentor(s)",
+                self._pipeline.destination,
+                len(self.activated),
+            )
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send every ended span now; True if all were delivered within ``timeout`` seconds."""
+        return self._pipeline.flush(timeout) if self._pipeline is not None else True
+
+    def shutdown(self) -> None:
+        """Flush, then stop exporting. Spans ended afterwards are not sent."""
+        if self._pipeline is not None:
+            self._pipeline.shutdown()

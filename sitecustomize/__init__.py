@@ -1,0 +1,1 @@
+"""respan-instrument's bootstrap folder: only the launcher puts it on PYTHONPATH."""
