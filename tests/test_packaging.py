@@ -18,8 +18,8 @@ def test_wheel_layout(tmp_path):
     assert "respan_auto/_bootstrap/sitecustomize.py" in names
     assert not [n for n in names if n.split("/")[0] in ("sitecustomize", "sitecustomize.py")]
     assert not [n for n in names if n.startswith(("tests/", "examples/", "benchmarks/"))]
-    entry_points = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    ).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    )
     assert "respan_mistralai = respan_auto.instrumentation.mistralai:MistralAIInstrumentor" in entry_points
     assert "respan-instrument = respan_auto.cli:main" in entry_points

@@ -79,10 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: OtlpReceiver
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -92,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 200:
             export.spans = decode(body)
         self.server.record(export)
-        payload = json.dumps({} if status == 200 else {"error": "status %d" % status}).encode()
+        payload = json.dumps({} if status == 200 else {"error": f"status {status}"}).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(payload)))
