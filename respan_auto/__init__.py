@@ -12,6 +12,11 @@ from respan_auto.version import __version__
 
 _PUBLIC = {
     "Respan": "respan_auto.sdk",
+    "workflow": "respan_auto.decorators",
+    "task": "respan_auto.decorators",
+    "agent": "respan_auto.decorators",
+    "tool": "respan_auto.decorators",
+    "propagate_attributes": "respan_auto.context",
 }
 
 __all__ = ["__version__", *_PUBLIC]

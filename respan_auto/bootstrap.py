@@ -1,7 +1,7 @@
 """What the launcher's sitecustomize runs at interpreter start: as little as possible.
 
-Nothing heavy is imported until the app imports mistralai: then the pipeline is built and every
-installed instrumentor activated, as ``Respan(is_auto_instrument=True)`` would.
+Nothing heavy is imported until the app imports mistralai (or our decorators): then the pipeline
+is built and every installed instrumentor activated, as ``Respan(is_auto_instrument=True)`` would.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-TRIGGERS = frozenset({"mistralai"})
+TRIGGER_PACKAGES = frozenset({"mistralai"})
+TRIGGER_MODULES = frozenset({"respan_auto.decorators"})
 _activated = False
 
 
@@ -33,7 +34,7 @@ class _ActivateOnImport:
     """A meta-path finder that only watches: the first import of a trigger activates tracing."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
-        if not _activated and fullname.partition(".")[0] in TRIGGERS:
+        if not _activated and (fullname in TRIGGER_MODULES or fullname.partition(".")[0] in TRIGGER_PACKAGES):
             activate()
         return None
 
@@ -41,7 +42,7 @@ class _ActivateOnImport:
 def start() -> None:
     if os.environ.get("RESPAN_ENABLED", "").strip().lower() in ("0", "false", "no", "off"):
         return
-    if any(name in sys.modules for name in TRIGGERS):
+    if any(name in sys.modules for name in (*TRIGGER_PACKAGES, *TRIGGER_MODULES)):
         activate()
         return
     sys.meta_path.insert(0, _ActivateOnImport())

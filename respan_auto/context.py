@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as context_api
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from respan_auto._guard import report_once
+from respan_auto import config
+from respan_auto._guard import report_once, warn_once
 
 # option -> span attribute, as Respan's ingest reads them
 ATTRIBUTE_KEYS = {
@@ -30,7 +33,50 @@ ATTRIBUTE_KEYS = {
 METADATA_PREFIX = "respan.metadata."
 
 _SCOPE_KEY = context_api.create_key("respan-attributes")
+ENTITY_KEY = context_api.create_key("respan-entity")
 _defaults: dict[str, str] = {}
+_capture: bool | None = None
+
+
+def capture_content() -> bool:
+    """The process's content switch: ``Respan(trace_content=...)``, else the environment."""
+    global _capture
+    if _capture is None:
+        _capture = config.capture_content()
+    return _capture
+
+
+def set_capture_content(enabled: bool) -> None:
+    global _capture
+    _capture = enabled
+
+
+@dataclass(frozen=True)
+class Entity:
+    """Where in the decorator tree a context is: the nearest workflow and the enclosing tasks."""
+
+    workflow: str | None
+    path: tuple[str, ...]
+
+
+def child_entity(parent: Entity | None, kind: str, name: str) -> Entity:
+    if kind == "workflow":
+        return Entity(name, ())
+    if parent is None:
+        return Entity(None, (name,))
+    return Entity(parent.workflow, (*parent.path, name))
+
+
+def entity_attributes(entity: Entity | None) -> dict[str, str]:
+    """``traceloop.workflow.name`` and ``traceloop.entity.path`` for a span started in ``entity``."""
+    if entity is None:
+        return {}
+    attrs = {}
+    if entity.workflow:
+        attrs["traceloop.workflow.name"] = entity.workflow
+    if entity.path:
+        attrs["traceloop.entity.path"] = ".".join(entity.path)
+    return attrs
 
 
 def metadata_value(value: Any) -> str:
@@ -70,14 +116,16 @@ def current_attributes(ctx: context_api.Context | None = None) -> dict[str, str]
 
 
 class ContextAttributesProcessor(SpanProcessor):
-    """Stamps the defaults and the scope in force onto every span as it starts."""
+    """Stamps the defaults, the scope and the decorator position in force onto every span as it starts."""
 
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
         try:
-            # an explicit parent context (say, one extracted from headers) may not carry our scope
+            # an explicit parent context (say, one extracted from headers) may not carry our values
             scoped = scoped_attributes(parent_context) or scoped_attributes()
-            if _defaults or scoped:
-                span.set_attributes({**_defaults, **scoped})
+            entity = context_api.get_value(ENTITY_KEY, parent_context) or context_api.get_value(ENTITY_KEY)
+            attrs = {**entity_attributes(entity), **_defaults, **scoped}
+            if attrs:
+                span.set_attributes(attrs)
         except Exception as exc:  # noqa: BLE001
             report_once("context attributes", exc)
 
@@ -89,3 +137,74 @@ class ContextAttributesProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+_STRING_OPTIONS = tuple(ATTRIBUTE_KEYS)
+
+
+class propagate_attributes:  # noqa: N801 - used like a function, as in the seed's examples
+    """Attach Respan attributes to every span started inside the block (sync or async ``with``).
+
+    Nested scopes merge (metadata key by key); the inner value wins. The span current at entry
+    gets them too, so a workflow whose body names the customer is attributed to that customer.
+    """
+
+    def __init__(
+        self,
+        *,
+        customer_identifier: str | None = None,
+        customer_email: str | None = None,
+        customer_name: str | None = None,
+        thread_identifier: str | None = None,
+        session_identifier: str | None = None,
+        trace_group_identifier: str | None = None,
+        custom_identifier: str | None = None,
+        environment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        given = {
+            "customer_identifier": customer_identifier,
+            "customer_email": customer_email,
+            "customer_name": customer_name,
+            "thread_identifier": thread_identifier,
+            "session_identifier": session_identifier,
+            "trace_group_identifier": trace_group_identifier,
+            "custom_identifier": custom_identifier,
+            "environment": environment,
+        }
+        for name, value in given.items():
+            if value is not None and not isinstance(value, str):
+                warn_once(
+                    f"propagate:{name}",
+                    "respan_auto: propagate_attributes(%s=...) expects a str, got %s; using str() of it",
+                    name,
+                    type(value).__name__,
+                )
+        if metadata is not None and not isinstance(metadata, Mapping):
+            warn_once(
+                "propagate:metadata",
+                "respan_auto: propagate_attributes(metadata=...) expects a dict, got %s; ignoring it",
+                type(metadata).__name__,
+            )
+            metadata = None
+        self.attributes = to_attributes(given, metadata)
+        self._tokens: list[object] = []
+
+    def __enter__(self) -> propagate_attributes:
+        try:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attributes(self.attributes)
+        except Exception as exc:  # noqa: BLE001
+            report_once("propagate current span", exc)
+        self._tokens.append(context_api.attach(with_scope(self.attributes)))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        context_api.detach(self._tokens.pop())
+
+    async def __aenter__(self) -> propagate_attributes:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)

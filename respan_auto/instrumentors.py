@@ -91,11 +91,14 @@ def _installed_entry_points() -> list[Any]:
 
 
 def activate_discovered(
-    tracer_provider: Any, capture_content: bool, environ: Mapping[str, str] | None = None
+    tracer_provider: Any,
+    capture_content: bool,
+    skip: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Every installed instrumentor whose library is installed, minus the disabled ones."""
+    """Every installed instrumentor whose library is installed, minus the disabled ones and ``skip``."""
     env = os.environ if environ is None else environ
-    disabled = _disabled(env)
+    disabled = _disabled(env) | set(skip)
     if "*" in disabled:
         return []
     from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts

@@ -78,10 +78,12 @@ class Respan:
                 self.settings.metadata,
             )
         )
+        context.set_capture_content(self.settings.trace_content)
         provider = self._pipeline.provider
         self.activated += instrumentors.activate_explicit(instrumentations or (), provider, self.settings.trace_content)
         if is_auto_instrument:
-            self.activated += instrumentors.activate_discovered(provider, self.settings.trace_content)
+            skip = () if self.settings.instrument_threading else ("threading",)
+            self.activated += instrumentors.activate_discovered(provider, self.settings.trace_content, skip=skip)
         if first:
             _announce(self._pipeline)
         else:

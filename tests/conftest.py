@@ -15,10 +15,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from respan_auto.context import ContextAttributesProcessor
 from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
 from respan_auto.testing.mistral_server import MistralServer
 
@@ -67,16 +69,27 @@ def server() -> Iterator[MistralServer]:
         yield srv
 
 
+# The mistralai SDK's own tracer: its spans (mistralai <= 2.4.9 under a global provider) are not ours.
+SDK_TRACER = "mistralai_sdk_tracer"
+
+# One global provider for the whole session, as an app has: decorators and other instrumentors use it.
+_EXPORTER = InMemorySpanExporter()
+_PROVIDER = TracerProvider()
+_PROVIDER.add_span_processor(ContextAttributesProcessor())
+_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+trace.set_tracer_provider(_PROVIDER)
+
+
 class Spans:
-    """Finished spans, read from a real SDK pipeline."""
+    """Finished spans, read from a real SDK pipeline (the global one, emptied for each test)."""
 
     def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.exporter = _EXPORTER
+        self.provider = _PROVIDER
+        self.exporter.clear()
 
     def finished(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
+        return [s for s in self.exporter.get_finished_spans() if s.instrumentation_scope.name != SDK_TRACER]
 
     def one(self) -> ReadableSpan:
         spans = self.finished()

@@ -212,7 +212,7 @@ def test_chunk_events_are_capped_by_span_limit_but_output_is_complete(sdk, serve
 
     provider = TracerProvider(span_limits=SpanLimits(max_events=5))
     provider.add_span_processor(SimpleSpanProcessor(spans.exporter))
-    spans.provider = provider
+    monkeypatch.setattr(spans, "provider", provider)
     instrument()
     client = sdk.client(server.url)
     chunks = drain(client.chat.stream(model=MODEL, messages=user("many pieces #chunks=40")))
