@@ -378,10 +378,12 @@ def test_sixteen_thread_pool(client, spans, threading_context):
 # ---- hypothesis: random nestings of scopes and decorators give the merged attributes
 
 OPTIONS = ("customer_identifier", "thread_identifier", "environment")
+options = st.fixed_dictionaries({}, optional={k: st.sampled_from(["a", "b", "c"]) for k in OPTIONS})
+metadata = st.dictionaries(st.sampled_from(["m1", "m2"]), st.integers(0, 3), max_size=2)
+kinds = st.sampled_from(["workflow", "task", "agent", "tool"])
 layer = st.one_of(
-    st.tuples(st.just("scope"), st.fixed_dictionaries({}, optional={k: st.sampled_from(["a", "b", "c"]) for k in OPTIONS}),
-              st.dictionaries(st.sampled_from(["m1", "m2"]), st.integers(0, 3), max_size=2)),
-    st.tuples(st.just("decorator"), st.sampled_from(["workflow", "task", "agent", "tool"]), st.sampled_from(["x", "y"])),
+    st.tuples(st.just("scope"), options, metadata),
+    st.tuples(st.just("decorator"), kinds, st.sampled_from(["x", "y"])),
 )
 
 

@@ -33,15 +33,51 @@ _REQUEST_SCALARS = (
 )
 
 
+_PLAIN, _MAPPING, _UNSET = 0, 1, 2
+_kinds: dict[type, int] = {}
+_FAST = frozenset({str, int, float, bool, list, tuple})
+
+
+def _kind(cls: type, obj: Any) -> int:
+    """Whether a type is a mapping or the SDK's ``Unset``, cached per type: this runs per chunk."""
+    kind = _kinds.get(cls)
+    if kind is None:
+        kind = _UNSET if cls.__name__ == "Unset" else _MAPPING if isinstance(obj, Mapping) else _PLAIN
+        if len(_kinds) < 4096:
+            _kinds[cls] = kind
+    return kind
+
+
 def is_missing(value: Any) -> bool:
     """True for ``None`` and the SDK's ``Unset`` sentinel (matched by name: we never import the SDK)."""
-    return value is None or type(value).__name__ == "Unset"
+    return value is None or _kind(type(value), value) == _UNSET
 
 
 def field_of(obj: Any, name: str) -> Any:
     """Read ``name`` from a dict or an object; missing values come back as ``None``."""
-    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-    return None if is_missing(value) else value
+    cls = type(obj)
+    if cls is dict or (cls not in _FAST and _kind(cls, obj) == _MAPPING):
+        value = obj.get(name)
+    else:
+        value = getattr(obj, name, None)
+    if value is None or type(value) in _FAST:
+        return value
+    return None if _kind(type(value), value) == _UNSET else value
+
+
+class _DictView:
+    """Attribute access over a dict, so that one hot path reads dicts and SDK models alike."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return self._data.get(name)
+
+    def __bool__(self) -> bool:
+        return True
 
 
 def to_plain(obj: Any, _depth: int = 0) -> Any:
@@ -496,52 +532,66 @@ class StreamAccumulator:
         return len(self.chunk_times)
 
     def add(self, event: Any, now_ns: int) -> None:
-        """Record one stream item (a ``CompletionEvent`` or a bare chunk). Never raises."""
+        """Record one stream item (a ``CompletionEvent`` or a bare chunk). Never raises.
+
+        Reads attributes directly (the SDK's models) and wraps the rare dict in a view, since
+        this runs once per chunk; ``Unset`` is falsy, so truth tests skip it.
+        """
         self.chunk_times.append(now_ns)
-        delta_text = ""
+        text = ""
         try:
-            data = getattr(event, "data", None)
-            if data is None:
-                data = event.get("data", event) if isinstance(event, Mapping) else event
+            if type(event) is dict:
+                event = _DictView(event)
+            data = getattr(event, "data", None) or event
+            if type(data) is dict:
+                data = _DictView(data)
             if self.response_id is None:
                 self.response_id = field_of(data, "id")
-            if self.model is None:
                 self.model = field_of(data, "model")
-            usage = field_of(data, "usage")
-            if usage is not None:
+            usage = getattr(data, "usage", None)
+            if usage:
                 self.usage = usage
-            choices = field_of(data, "choices")
-            if choices:
-                delta_text = self._add_choices(choices)
+            choices = getattr(data, "choices", None)
+            if choices and type(choices) is not str:
+                text = self._add_choices(choices)
         except Exception as exc:  # noqa: BLE001 - a malformed chunk must not break the user's loop
             report_once("stream chunk accumulation", exc)
         if self.capture_content:
-            self.chunk_texts.append(delta_text)
+            self.chunk_texts.append(text)
 
     def _add_choices(self, choices: Any) -> str:
-        texts = []
+        text = ""
         for position, raw in enumerate(choices):
-            index = field_of(raw, "index")
-            if not isinstance(index, int) or isinstance(index, bool):
+            if type(raw) is dict:
+                raw = _DictView(raw)
+            index = getattr(raw, "index", None)
+            if type(index) is not int:
                 index = position
             choice = self.choices.get(index)
             if choice is None:
                 choice = self.choices[index] = Choice(index=index)
-            delta = field_of(raw, "delta")
-            if delta is not None:
-                role = field_of(delta, "role")
-                if role:
-                    choice.role = _as_text(role)
-                content = field_of(delta, "content")
-                if content:
-                    texts.append(choice.add_content(content))
-                tool_calls = field_of(delta, "tool_calls")
-                if tool_calls:
+            delta = getattr(raw, "delta", None)
+            if type(delta) is dict:
+                delta = _DictView(delta)
+            if delta:
+                # exact type tests, not truth tests: the SDK's Unset has a Python-level __bool__
+                content = getattr(delta, "content", None)
+                if type(content) is str:
+                    if content:
+                        choice.text.append(content)
+                        text += content
+                elif type(content) is list and content:
+                    text += choice.add_content(content)
+                tool_calls = getattr(delta, "tool_calls", None)
+                if type(tool_calls) is list and tool_calls:
                     choice.add_tool_calls(tool_calls)
-            reason = field_of(raw, "finish_reason")
+                role = getattr(delta, "role", None)
+                if type(role) is str and role:
+                    choice.role = role
+            reason = getattr(raw, "finish_reason", None)
             if reason:
-                choice.finish_reason = _as_text(to_plain(reason))
-        return "".join(texts)
+                choice.finish_reason = reason if type(reason) is str else _as_text(to_plain(reason))
+        return text
 
     def attributes(self) -> Attributes:
         attrs = guarded("stream identity", _identity_attributes, self.response_id, self.model)

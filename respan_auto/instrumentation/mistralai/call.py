@@ -15,6 +15,11 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+try:
+    from opentelemetry.sdk.trace import Event
+except ImportError:  # an API-only install: spans are not the SDK's
+    Event = None  # type: ignore[assignment,misc]
+
 from respan_auto import semconv as sc
 from respan_auto._guard import report_once
 from respan_auto.instrumentation.mistralai import attributes as attrs
@@ -149,11 +154,16 @@ class Call:
         if completed is not None:
             span.set_attribute(sc.RESPAN_STREAM_COMPLETED, completed)
         texts = accumulator.chunk_texts if accumulator.capture_content else None
+        # The SDK's public add_event re-validates every attribute (about 5 us an event); ours are
+        # plain ints and strings, so SDK spans take them directly. The span's event limit still applies.
+        append = getattr(span, "_add_event", None) if Event is not None else None
+        name = sc.RESPAN_STREAM_CHUNK_EVENT
         for index, timestamp in enumerate(times):
-            event = {"index": index}
-            if texts is not None:
-                event["content"] = texts[index]
-            span.add_event(sc.RESPAN_STREAM_CHUNK_EVENT, event, timestamp=timestamp)
+            event = {"index": index} if texts is None else {"index": index, "content": texts[index]}
+            if append is not None:
+                append(Event(name, event, timestamp))
+            else:
+                span.add_event(name, event, timestamp=timestamp)
 
     def _record_error(self, error: BaseException) -> None:
         span = self.span

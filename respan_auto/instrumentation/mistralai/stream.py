@@ -7,7 +7,7 @@ itself, so ``for``, ``with`` and ``async with`` all keep going through it. Every
 
 from __future__ import annotations
 
-import time
+from time import time_ns
 from typing import Any
 
 import wrapt
@@ -26,9 +26,6 @@ class _StreamState:
         self.call = call
         self.accumulator = StreamAccumulator(call.telemetry.capture_content)
 
-    def chunk(self, item: Any) -> None:
-        self.accumulator.add(item, time.time_ns())
-
     def end(self, error: BaseException | None = None, completed: bool = False) -> None:
         # Cancellation and interpreter exits abandon the stream; they are not call failures.
         if error is not None and not isinstance(error, Exception):
@@ -42,6 +39,7 @@ class StreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, state: _StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_add = state.accumulator.add  # bound once: it runs per chunk
 
     def __iter__(self) -> StreamProxy:
         return self
@@ -55,7 +53,7 @@ class StreamProxy(wrapt.ObjectProxy):
         except BaseException as exc:
             self._self_state.end(error=exc)
             raise
-        self._self_state.chunk(item)
+        self._self_add(item, time_ns())
         return item
 
     def __enter__(self) -> Any:
@@ -91,6 +89,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, state: _StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_add = state.accumulator.add
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -104,7 +103,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         except BaseException as exc:
             self._self_state.end(error=exc)
             raise
-        self._self_state.chunk(item)
+        self._self_add(item, time_ns())
         return item
 
     async def __aenter__(self) -> Any:
