@@ -34,6 +34,12 @@ def _details(span: dict[str, Any]) -> list[str]:
     kind = a.get("traceloop.span.kind")
     if kind:
         facts.insert(0, str(kind))
+    for key, label in (
+        ("respan.customer_params.customer_identifier", "customer"),
+        ("respan.threads.thread_identifier", "thread"),
+    ):
+        if key in a:
+            facts.append(f"{label} {a[key]}")
     if facts:
         out.append(" · ".join(facts))
     prompts = sorted(k for k in a if k.startswith("gen_ai.prompt.") and k.endswith(".content"))
