@@ -17,6 +17,7 @@ _PUBLIC = {
     "agent": "respan_auto.decorators",
     "tool": "respan_auto.decorators",
     "propagate_attributes": "respan_auto.context",
+    "gateway_params": "respan_auto.gateway",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -137,6 +137,9 @@ class Settings:
     exit_timeout: float = 2.0
     otlp_from_environment: bool = False
     sdk_disabled: bool = False
+    gateway: bool = False
+    gateway_url: str = DEFAULT_BASE_URL
+    tracing: bool = True
 
     @property
     def export_target(self) -> str:
@@ -171,10 +174,11 @@ class Settings:
         app_name = pick("app_name") or env.get("OTEL_SERVICE_NAME")
         if not app_name and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
             app_name = _program_name()
+        base_url = str(pick("base_url") or DEFAULT_BASE_URL).rstrip("/")
         return cls(
             enabled=pick_bool("enabled", True),
             api_key=pick("api_key"),
-            base_url=str(pick("base_url") or DEFAULT_BASE_URL).rstrip("/"),
+            base_url=base_url,
             environment=pick("environment"),
             app_name=app_name or None,
             customer_identifier=pick("customer_identifier"),
@@ -185,4 +189,7 @@ class Settings:
             exit_timeout=_parse_seconds(ENVIRONMENT["exit_timeout"][0], _env(env, "exit_timeout"), 2.0),
             otlp_from_environment=otlp_endpoint_configured(env) and "base_url" not in given,
             sdk_disabled=parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED"), False),
+            gateway=pick_bool("gateway", False),
+            gateway_url=str(pick("gateway_url") or base_url).rstrip("/"),
+            tracing=pick_bool("tracing", True),
         )

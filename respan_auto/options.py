@@ -18,4 +18,7 @@ ENVIRONMENT = {
     "instrument_threading": ("RESPAN_INSTRUMENT_THREADING", "false leaves threads without context propagation"),
     "local_store": ("RESPAN_LOCAL_STORE", "file for local traces (default ~/.local/state/respan-auto/traces.jsonl)"),
     "exit_timeout": ("RESPAN_EXIT_TIMEOUT", "seconds process exit may wait for the last export (default 2)"),
+    "gateway": ("RESPAN_GATEWAY", "true routes Mistral chat calls through the Respan gateway (needs RESPAN_API_KEY)"),
+    "gateway_url": ("RESPAN_GATEWAY_URL", "gateway base for a self-hosted or regional gateway (default: the base URL)"),
+    "tracing": ("RESPAN_TRACING", "false turns tracing off (gateway-only mode)"),
 }

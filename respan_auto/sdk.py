@@ -28,6 +28,17 @@ def _announce(pipeline: Pipeline) -> None:
         )
 
 
+def _apply_gateway(settings: Settings) -> None:
+    from respan_auto import gateway
+
+    if not settings.gateway:
+        return
+    if not settings.api_key:
+        logger.warning("respan_auto: RESPAN_GATEWAY needs RESPAN_API_KEY; Mistral calls go to Mistral directly")
+        return
+    gateway.enable(settings.gateway_url, settings.api_key)
+
+
 class Respan:
     """Trace this process to Respan (or any OTLP endpoint, or the local store).
 
@@ -47,9 +58,11 @@ class Respan:
         app_name: str | None = None,
         trace_content: bool | None = None,
         enabled: bool | None = None,
+        gateway: bool | None = None,
+        tracing: bool | None = None,
     ) -> None:
         global _pipeline
-        self.settings = Settings.load(
+        self.settings = settings = Settings.load(
             api_key=api_key,
             base_url=base_url,
             customer_identifier=customer_identifier,
@@ -58,32 +71,36 @@ class Respan:
             app_name=app_name,
             trace_content=trace_content,
             enabled=enabled,
+            gateway=gateway,
+            tracing=tracing,
         )
         self.activated: list[str] = []
-        if not self.settings.enabled or self.settings.sdk_disabled:
-            logger.warning(
-                "respan_auto: tracing is off (%s)",
-                "RESPAN_ENABLED=false" if not self.settings.enabled else "OTEL_SDK_DISABLED=true",
+        self._pipeline: Pipeline | None = None
+        if not settings.enabled:
+            logger.info("respan_auto: off (RESPAN_ENABLED=false)")
+            return
+        context.add_defaults(
+            context.to_attributes(
+                {"customer_identifier": settings.customer_identifier, "environment": settings.environment},
+                settings.metadata,
             )
-            self._pipeline = None
+        )
+        context.set_capture_content(settings.trace_content)
+        _apply_gateway(settings)
+        if not settings.tracing or settings.sdk_disabled:
+            reason = "OTEL_SDK_DISABLED=true" if settings.sdk_disabled else "RESPAN_TRACING=false"
+            logger.info("respan_auto: tracing is off (%s)", reason)
             return
         with _lock:
             first = _pipeline is None
             if first:
-                _pipeline = Pipeline(self.settings)
+                _pipeline = Pipeline(settings)
             self._pipeline = _pipeline
-        context.add_defaults(
-            context.to_attributes(
-                {"customer_identifier": self.settings.customer_identifier, "environment": self.settings.environment},
-                self.settings.metadata,
-            )
-        )
-        context.set_capture_content(self.settings.trace_content)
         provider = self._pipeline.provider
-        self.activated += instrumentors.activate_explicit(instrumentations or (), provider, self.settings.trace_content)
+        self.activated += instrumentors.activate_explicit(instrumentations or (), provider, settings.trace_content)
         if is_auto_instrument:
-            skip = () if self.settings.instrument_threading else ("threading",)
-            self.activated += instrumentors.activate_discovered(provider, self.settings.trace_content, skip=skip)
+            skip = () if settings.instrument_threading else ("threading",)
+            self.activated += instrumentors.activate_discovered(provider, settings.trace_content, skip=skip)
         if first:
             _announce(self._pipeline)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import subprocess
@@ -86,6 +87,7 @@ class Spans:
     def __init__(self) -> None:
         self.exporter = _EXPORTER
         self.provider = _PROVIDER
+        gc.collect()  # a stream a previous test dropped ends now, not in the middle of this test
         self.exporter.clear()
 
     def finished(self) -> list[ReadableSpan]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from respan_auto.testing.otlp_receiver import OtlpReceiver
-from tests.conftest import REPO
+from tests.conftest import REPO, SDK_TRACER
 
 BIN = Path(sys.executable).parent
 LAUNCHER = str(BIN / "respan-instrument")
@@ -314,7 +314,8 @@ def test_disabled_instrumentations_and_broken_instrumentor(tmp_path, base_env, r
     result = run([LAUNCHER, sys.executable, app], env)
     assert result.returncode == 0
     assert "broken" not in result.stderr
-    assert llm_spans(receiver) == []
+    # nothing of ours (mistralai <= 2.4.9 may still trace by itself under the global provider)
+    assert [s for s in llm_spans(receiver) if s.scope != SDK_TRACER] == []
 
 
 def test_opentelemetry_instrument_uses_our_distro(tmp_path, base_env, receiver):

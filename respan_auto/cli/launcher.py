@@ -24,11 +24,16 @@ _FLAGS = {
     "trace_content": ("--no-content", False, "false"),
     "instrument_threading": ("--no-threading", False, "false"),
     "enabled": ("--disable", False, "false"),
+    "gateway": ("--gateway", False, "true"),
+    "gateway_url": ("--gateway-url", True, None),
+    "tracing": ("--no-tracing", False, "false"),
 }
 _BARE_HELP = {
     "trace_content": "keep prompts, completions and tool arguments out of spans",
     "instrument_threading": "do not carry trace context into threads",
     "enabled": "run the program untraced",
+    "gateway": "route Mistral chat calls through the Respan gateway",
+    "tracing": "no tracing (with --gateway: gateway-only mode)",
 }
 
 

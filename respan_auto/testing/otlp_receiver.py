@@ -24,6 +24,7 @@ class ReceivedSpan:
     events: list[dict[str, Any]]
     status: int
     resource: dict[str, Any]
+    scope: str
 
 
 @dataclass
@@ -70,6 +71,7 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                         events=[{"name": e.name, **_attributes(e.attributes)} for e in span.events],
                         status=span.status.code,
                         resource=resource,
+                        scope=scope_spans.scope.name,
                     )
                 )
     return spans
