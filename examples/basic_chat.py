@@ -1,7 +1,7 @@
 """The seed's basic chat, unmodified: run it under the launcher and it is traced.
 
-    respan-instrument python examples/basic_chat.py
-    respan-instrument traces
+respan-instrument python examples/basic_chat.py
+respan-instrument traces
 """
 
 from _standin import mistral_client

@@ -1,6 +1,6 @@
 """The seed's propagate_attributes example: per-request customer, thread and metadata.
 
-    python examples/handle_request.py && respan-instrument traces --limit 1
+python examples/handle_request.py && respan-instrument traces --limit 1
 """
 
 from _standin import mistral_client

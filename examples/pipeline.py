@@ -1,6 +1,6 @@
 """The seed's decorators example: a workflow with a task, both around Mistral calls.
 
-    python examples/pipeline.py && respan-instrument traces --limit 1
+python examples/pipeline.py && respan-instrument traces --limit 1
 """
 
 from _standin import mistral_client

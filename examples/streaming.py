@@ -1,6 +1,6 @@
 """The seed's streaming example, unmodified: run it under the launcher and it is traced.
 
-    respan-instrument python examples/streaming.py
+respan-instrument python examples/streaming.py
 """
 
 from _standin import mistral_client

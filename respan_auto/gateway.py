@@ -84,7 +84,10 @@ def respan_params() -> dict[str, Any]:
         params["customer_params"] = customer
     if metadata:
         params["metadata"] = metadata
-    params.update(context_api.get_value(_PARAMS_KEY) or {})
+    extra = dict(context_api.get_value(_PARAMS_KEY) or {})
+    if isinstance(extra.get("metadata"), dict) and "metadata" in params:
+        extra["metadata"] = {**params["metadata"], **extra["metadata"]}
+    params.update(extra)
     return params
 
 
