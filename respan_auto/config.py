@@ -105,6 +105,51 @@ def _parse_seconds(name: str, raw: str | None, default: float) -> float:
     return default
 
 
+def _parse_int(option: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    warn_once(
+        f"env:{option}",
+        "respan_auto: ignoring %s=%r: expected a positive whole number; using %s",
+        ENVIRONMENT[option][0],
+        raw,
+        default,
+    )
+    return default
+
+
+def _parse_patterns(raw: Any) -> tuple[str, ...]:
+    """Redaction regexes: a JSON list (from the environment) or a list; bad ones are reported once and skipped."""
+    import re
+
+    name = ENVIRONMENT["redact_patterns"][0]
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = [raw]
+    if not isinstance(raw, (list, tuple)):
+        warn_once("redact:type", "respan_auto: ignoring %s: expected a JSON list of regular expressions", name)
+        return ()
+    patterns = []
+    for pattern in raw:
+        try:
+            re.compile(str(pattern))
+        except re.error as error:
+            warn_once(f"redact:{pattern}", "respan_auto: ignoring pattern %r in %s: %s", pattern, name, error)
+            continue
+        patterns.append(str(pattern))
+    return tuple(patterns)
+
+
 def default_local_store(environ: Mapping[str, str]) -> str:
     state = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state, "respan-auto", "traces.jsonl")
@@ -140,6 +185,12 @@ class Settings:
     gateway: bool = False
     gateway_url: str = DEFAULT_BASE_URL
     tracing: bool = True
+    max_queue_size: int = 2048
+    max_export_bytes: int = 4_000_000
+    max_attribute_length: int = 65536
+    spool_dir: str | None = None
+    redact_patterns: tuple[str, ...] = ()
+    redact_keys: bool = True
 
     @property
     def export_target(self) -> str:
@@ -192,4 +243,14 @@ class Settings:
             gateway=pick_bool("gateway", False),
             gateway_url=str(pick("gateway_url") or base_url).rstrip("/"),
             tracing=pick_bool("tracing", True),
+            max_queue_size=_parse_int("max_queue_size", _env(env, "max_queue_size"), 2048),
+            max_export_bytes=_parse_int("max_export_bytes", _env(env, "max_export_bytes"), 4_000_000),
+            max_attribute_length=_parse_int(
+                "max_attribute_length",
+                _env(env, "max_attribute_length") or env.get("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
+                65536,
+            ),
+            spool_dir=pick("spool_dir"),
+            redact_patterns=_parse_patterns(given.get("redact_patterns", _env(env, "redact_patterns"))),
+            redact_keys=pick_bool("redact_keys", True),
         )

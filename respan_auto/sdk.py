@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from respan_auto import context, instrumentors
@@ -43,7 +43,8 @@ class Respan:
     """Trace this process to Respan (or any OTLP endpoint, or the local store).
 
     Arguments override the RESPAN_* variables. A second ``Respan(...)`` in the same process
-    keeps the first pipeline, applies its defaults and activates its instrumentors.
+    keeps the first pipeline, applies its defaults and activates its instrumentors. ``redact``
+    is called on every captured string before it leaves the process, after the built-in policy.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class Respan:
         enabled: bool | None = None,
         gateway: bool | None = None,
         tracing: bool | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         global _pipeline
         self.settings = settings = Settings.load(
@@ -94,7 +96,7 @@ class Respan:
         with _lock:
             first = _pipeline is None
             if first:
-                _pipeline = Pipeline(settings)
+                _pipeline = Pipeline(settings, redact=redact)
             self._pipeline = _pipeline
         provider = self._pipeline.provider
         self.activated += instrumentors.activate_explicit(instrumentations or (), provider, settings.trace_content)

@@ -11,6 +11,10 @@ def main(argv: list[str] | None = None) -> int:
         from respan_auto.cli.traces import main as traces_main
 
         return traces_main(args[1:])
+    if args and args[0] == "flush":
+        from respan_auto.cli.flush import main as flush_main
+
+        return flush_main(args[1:])
     from respan_auto.cli.launcher import main as launch
 
     return launch(args)

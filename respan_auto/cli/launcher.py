@@ -24,6 +24,12 @@ _FLAGS = {
     "trace_content": ("--no-content", False, "false"),
     "instrument_threading": ("--no-threading", False, "false"),
     "enabled": ("--disable", False, "false"),
+    "max_queue_size": ("--max-queue-size", True, None),
+    "max_export_bytes": ("--max-export-bytes", True, None),
+    "max_attribute_length": ("--max-attribute-length", True, None),
+    "spool_dir": ("--spool-dir", True, None),
+    "redact_patterns": ("--redact-patterns", True, None),
+    "redact_keys": ("--no-redact-keys", False, "false"),
     "gateway": ("--gateway", False, "true"),
     "gateway_url": ("--gateway-url", True, None),
     "tracing": ("--no-tracing", False, "false"),
@@ -32,6 +38,7 @@ _BARE_HELP = {
     "trace_content": "keep prompts, completions and tool arguments out of spans",
     "instrument_threading": "do not carry trace context into threads",
     "enabled": "run the program untraced",
+    "redact_keys": "do not redact key-like tokens from captured content",
     "gateway": "route Mistral chat calls through the Respan gateway",
     "tracing": "no tracing (with --gateway: gateway-only mode)",
 }
@@ -51,7 +58,8 @@ def _parser() -> object:
         + "\n".join(lines)
         + "\n\nThe standard OTEL_* variables keep their meaning (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
         "OTEL_SERVICE_NAME, ...).\n\n"
-        "other commands:\n  respan-instrument traces [--limit N]   show recent traces from the local store",
+        "other commands:\n  respan-instrument traces [--limit N]   show recent traces from the local store\n"
+        "  respan-instrument flush                send the spans spooled in RESPAN_SPOOL_DIR",
     )
     for option, (flag, takes_value, _) in _FLAGS.items():
         help_text = _BARE_HELP.get(option) or ENVIRONMENT[option][1]

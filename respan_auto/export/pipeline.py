@@ -5,16 +5,18 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from respan_auto.config import Settings
 from respan_auto.context import ContextAttributesProcessor
 from respan_auto.export.batch import BatchProcessor
+from respan_auto.export.limits import Redactor, SpanPreparer
 
 logger = logging.getLogger("respan_auto")
 
@@ -30,46 +32,93 @@ def make_exporter(settings: Settings, environ: Mapping[str, str]) -> tuple[SpanE
 
     if target == "otlp":
         url, headers = otlp_target(environ)
-        return OtlpHttpExporter(url, headers), url
-    headers = {"Authorization": f"Bearer {settings.api_key}"}
-    return OtlpHttpExporter(settings.traces_url, headers), settings.traces_url
+    else:
+        url, headers = settings.traces_url, {"Authorization": f"Bearer {settings.api_key}"}
+    return OtlpHttpExporter(url, headers, max_request_bytes=settings.max_export_bytes), url
+
+
+def make_preparer(
+    settings: Settings, environ: Mapping[str, str], redact: Callable[[str], str] | None = None
+) -> SpanPreparer:
+    secrets = (settings.api_key, environ.get("RESPAN_API_KEY"), environ.get("MISTRAL_API_KEY"))
+    redactor = Redactor(secrets, settings.redact_patterns, builtin=settings.redact_keys, hook=redact)
+    return SpanPreparer(redactor, settings.max_attribute_length)
 
 
 class Pipeline:
     """The tracer provider respan_auto set up, or joined when the app had one already."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         env = os.environ if environ is None else environ
         self.settings = settings
-        exporter, self.destination = make_exporter(settings, env)
-        self.processor = BatchProcessor(exporter)
+        self.exporter, self.destination = make_exporter(settings, env)
+        self.processor = BatchProcessor(
+            self.exporter, max_queue_size=settings.max_queue_size, prepare=make_preparer(settings, env, redact)
+        )
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
             self.provider = current  # the app's own: add to it rather than replace it
             self.joined = True
         else:
             resource = Resource.create({"service.name": settings.app_name} if settings.app_name else {})
-            self.provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+            # no silent SDK truncation: ours marks what it cuts (RESPAN_MAX_ATTRIBUTE_LENGTH)
+            limits = SpanLimits(max_attribute_length=SpanLimits.UNSET, max_span_attribute_length=SpanLimits.UNSET)
+            self.provider = TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=limits)
             self.joined = False
         self.provider.add_span_processor(ContextAttributesProcessor())
         self.provider.add_span_processor(self.processor)
         if not self.joined:
             trace.set_tracer_provider(self.provider)
         atexit.register(self.exit_flush)
+        self.spool = None
+        if settings.spool_dir and hasattr(self.exporter, "post"):
+            from respan_auto.export.spool import Spool
+
+            self.spool = Spool(settings.spool_dir)
+            threading.Thread(target=self.deliver_spool, name="respan-spool", daemon=True).start()
+
+    def deliver_spool(self) -> tuple[int, int]:
+        """Send what earlier runs left in the spool."""
+        if self.spool is None:
+            return 0, 0
+        return self.spool.deliver(lambda body: self.exporter.post(body).ok)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.processor.force_flush(int(timeout * 1000))
 
     def exit_flush(self) -> None:
-        """At exit: deliver what is queued, waiting no longer than the exit deadline."""
+        """At exit: deliver what is queued within the deadline; spool or report the rest, once."""
         if not self.flush(self.settings.exit_timeout):
+            left = self.processor.undelivered()
+            if self.spool is not None and left:
+                written = self.spool.write(self.exporter.encode(left))
+                logger.warning(
+                    "respan_auto: %d spans not yet delivered to %s were spooled to %s (%d files)",
+                    len(left),
+                    self.destination,
+                    self.settings.spool_dir,
+                    written,
+                )
+            else:
+                logger.warning(
+                    "respan_auto: %d spans did not reach %s before exit (waited %.1f s; RESPAN_EXIT_TIMEOUT)",
+                    len(left),
+                    self.destination,
+                    self.settings.exit_timeout,
+                )
+        lost = self.processor.dropped + self.processor.failed
+        if lost:
             logger.warning(
-                "respan_auto: not every span reached %s before exit (waited %.1f s)",
-                self.destination,
-                self.settings.exit_timeout,
+                "respan_auto: %d spans were dropped (%d: export queue full, RESPAN_MAX_QUEUE_SIZE; %d: refused)",
+                lost,
+                self.processor.dropped,
+                self.processor.failed,
             )
-        if self.processor.dropped:
-            logger.warning("respan_auto: dropped %d spans because the export queue was full", self.processor.dropped)
 
     def shutdown(self) -> None:
         atexit.unregister(self.exit_flush)

@@ -1,0 +1,119 @@
+"""What every span goes through before it leaves the process: redaction, then truncation.
+
+Runs on the export thread, never on the app's. A span is copied only when something in it
+changes; the copy lists what was cut in ``respan.truncated``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+
+from respan_auto._guard import report_once
+
+TRUNCATED_ATTRIBUTE = "respan.truncated"
+REDACTED = "[REDACTED]"
+
+# Key-like tokens: bearer credentials, provider-style secret keys, cloud and chat-app tokens.
+BUILTIN_PATTERNS = (
+    r"\b(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}",
+    r"\b(?:sk|rk|pk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b",
+)
+# "api_key = value", "password: value": the name stays, the value goes
+ASSIGNMENT = r"(?i)((?:api[_-]?key|secret|token|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]{8,}"
+
+
+class Redactor:
+    """Removes secrets from text: the process's own keys verbatim, then patterns, then the user's hook."""
+
+    def __init__(
+        self,
+        secrets: Iterable[str | None] = (),
+        patterns: Sequence[str] = (),
+        builtin: bool = True,
+        hook: Callable[[str], str] | None = None,
+    ) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+        sources = [*(BUILTIN_PATTERNS if builtin else ()), *patterns]
+        self.pattern = re.compile("|".join(f"(?:{p})" for p in sources)) if sources else None
+        self.assignment = re.compile(ASSIGNMENT) if builtin else None
+        self.hook = hook
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if self.pattern is not None:
+            text = self.pattern.sub(REDACTED, text)
+        if self.assignment is not None:
+            text = self.assignment.sub(lambda m: m.group(1) + REDACTED, text)
+        if self.hook is not None:
+            try:
+                result = self.hook(text)
+                text = result if isinstance(result, str) else text
+            except Exception as exc:  # noqa: BLE001 - a broken hook must not stop export; the text stays redacted above
+                report_once("redaction hook", exc)
+        return text
+
+
+class SpanPreparer:
+    def __init__(self, redactor: Redactor | None, max_length: int) -> None:
+        self.redactor = redactor
+        self.max_length = max_length
+
+    def _value(self, key: str, value: Any, cut: list[str]) -> Any:
+        if isinstance(value, str):
+            new = self.redactor(value) if self.redactor is not None else value
+            if len(new) > self.max_length:
+                cut.append(key)
+                new = new[: self.max_length] + "…[truncated]"
+            return new
+        if isinstance(value, tuple) and value and isinstance(value[0], str):
+            return tuple(self._value(key, v, cut) for v in value)
+        return value
+
+    def _attributes(self, attributes: Any, cut: list[str]) -> tuple[dict[str, Any], bool]:
+        changed = False
+        out = {}
+        for key, value in (attributes or {}).items():
+            new = self._value(key, value, cut)
+            changed = changed or (new is not value and new != value)
+            out[key] = new
+        return out, changed
+
+    def __call__(self, span: ReadableSpan) -> ReadableSpan:
+        try:
+            cut: list[str] = []
+            attributes, changed = self._attributes(span.attributes, cut)
+            events = []
+            for event in span.events:
+                event_attributes, event_changed = self._attributes(event.attributes, cut)
+                changed = changed or event_changed
+                events.append(Event(event.name, event_attributes, event.timestamp) if event_changed else event)
+            if not changed:
+                return span
+            if cut:
+                attributes[TRUNCATED_ATTRIBUTE] = tuple(dict.fromkeys(cut))
+            return ReadableSpan(
+                name=span.name,
+                context=span.context,
+                parent=span.parent,
+                resource=span.resource,
+                attributes=attributes,
+                events=events,
+                links=span.links,
+                kind=span.kind,
+                status=span.status,
+                start_time=span.start_time,
+                end_time=span.end_time,
+                instrumentation_scope=span.instrumentation_scope,
+            )
+        except Exception as exc:  # noqa: BLE001 - an unpreparable span is dropped rather than sent raw
+            report_once("span preparation", exc)
+            return None  # type: ignore[return-value]
