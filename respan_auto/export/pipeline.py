@@ -45,6 +45,11 @@ def make_preparer(
     return SpanPreparer(redactor, settings.max_attribute_length)
 
 
+def span_limits() -> SpanLimits:
+    """The SDK's limits minus its silent attribute truncation: ours marks what it cuts."""
+    return SpanLimits(max_attribute_length=SpanLimits.UNSET, max_span_attribute_length=SpanLimits.UNSET)
+
+
 class Pipeline:
     """The tracer provider respan_auto set up, or joined when the app had one already."""
 
@@ -66,9 +71,7 @@ class Pipeline:
             self.joined = True
         else:
             resource = Resource.create({"service.name": settings.app_name} if settings.app_name else {})
-            # no silent SDK truncation: ours marks what it cuts (RESPAN_MAX_ATTRIBUTE_LENGTH)
-            limits = SpanLimits(max_attribute_length=SpanLimits.UNSET, max_span_attribute_length=SpanLimits.UNSET)
-            self.provider = TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=limits)
+            self.provider = TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=span_limits())
             self.joined = False
         self.provider.add_span_processor(ContextAttributesProcessor())
         self.provider.add_span_processor(self.processor)

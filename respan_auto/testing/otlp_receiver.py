@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -89,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
         body = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
+        if self.server.delay:
+            time.sleep(self.server.delay)
         status = self.server.status
         export = Export(self.path, headers, body)
         if status == 200:
@@ -110,6 +113,7 @@ class OtlpReceiver(ThreadingHTTPServer):
     def __init__(self, status: int = 200) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.status = status
+        self.delay = 0.0  # seconds before each answer, to play a slow endpoint
         self.exports: list[Export] = []
         self._lock = threading.Lock()
 
