@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,6 +27,15 @@ from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
 from respan_auto.testing.mistral_server import MistralServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests without an explicit size use these: "ci" in CI, "thorough" (10,000 examples) on demand.
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "thorough", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass
@@ -75,7 +85,7 @@ SDK_TRACER = "mistralai_sdk_tracer"
 
 # One global provider for the whole session, as an app has: decorators and other instrumentors use it.
 _EXPORTER = InMemorySpanExporter()
-_PROVIDER = TracerProvider()
+_PROVIDER = TracerProvider(shutdown_on_exit=False)
 _PROVIDER.add_span_processor(ContextAttributesProcessor())
 _PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
 trace.set_tracer_provider(_PROVIDER)

@@ -320,7 +320,7 @@ def request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> Attr
             continue
         try:
             attrs[attribute] = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(float("inf")) and the like
             continue
     stop = kwargs.get("stop")
     if isinstance(stop, str):

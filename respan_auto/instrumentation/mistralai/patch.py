@@ -9,7 +9,7 @@ import wrapt
 
 from respan_auto._guard import report_once, warn_once
 from respan_auto.instrumentation.mistralai.call import Call, Telemetry, in_traced_call
-from respan_auto.instrumentation.mistralai.stream import wrap_stream
+from respan_auto.instrumentation.mistralai.stream import wrap_async_stream, wrap_stream
 
 Wrapper = Callable[[Any, Any, tuple, dict], Any]
 OnResult = Callable[[Call, Any], Any]
@@ -64,7 +64,7 @@ def chat_wrappers(telemetry: Telemetry) -> dict[str, Wrapper]:
         "complete": _sync_wrapper(telemetry, _end_with_response),
         "complete_async": _async_wrapper(telemetry, _end_with_response),
         "stream": _sync_wrapper(telemetry, wrap_stream),
-        "stream_async": _async_wrapper(telemetry, wrap_stream),
+        "stream_async": _async_wrapper(telemetry, wrap_async_stream),
     }
 
 

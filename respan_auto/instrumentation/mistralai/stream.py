@@ -131,19 +131,22 @@ class ClosableAsyncStreamProxy(AsyncStreamProxy):
             self._self_state.end()
 
 
-def wrap_stream(call: Call, stream: Any) -> Any:
-    """Wrap the SDK's stream so the span follows it; unknown objects end the span and pass through."""
+def _wrap(call: Call, stream: Any, step: str, plain: type, closable: type) -> Any:
+    """Wrap the SDK's stream so the span follows it; an object that is not a stream ends the span and passes."""
     try:
-        state = _StreamState(call)
-        if hasattr(stream, "__anext__"):
-            cls = ClosableAsyncStreamProxy if hasattr(stream, "close") else AsyncStreamProxy
-        elif hasattr(stream, "__next__"):
-            cls = ClosableStreamProxy if hasattr(stream, "close") else StreamProxy
-        else:
+        if not hasattr(stream, step):
             call.finish()
             return stream
-        return cls(stream, state)
+        return (closable if hasattr(stream, "close") else plain)(stream, _StreamState(call))
     except Exception as exc:  # noqa: BLE001
         report_once("stream wrap", exc)
         call.finish()
         return stream
+
+
+def wrap_stream(call: Call, stream: Any) -> Any:
+    return _wrap(call, stream, "__next__", StreamProxy, ClosableStreamProxy)
+
+
+def wrap_async_stream(call: Call, stream: Any) -> Any:
+    return _wrap(call, stream, "__anext__", AsyncStreamProxy, ClosableAsyncStreamProxy)
