@@ -703,7 +703,7 @@ def _s(figure: dict[str, float] | None, fmt: str) -> str:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    row = "{:<24}{:>24}{:>20}{:>20}{:>10}{:>12}{:>22}{:>16}"
+    row = "{:<24}{:>22}{:>20}{:>20}{:>9}{:>10}{:>20}{:>22}"
     lines = [
         f"respan_auto {result['respan_auto']}, {result['python']}, opentelemetry-sdk {result['otel_sdk']}, "
         f"protobuf {result['protobuf']}; {result['cpus']} CPUs, load average {result['load_average_1min']} at start; "

@@ -380,3 +380,62 @@ def test_one_llm_span_when_another_mistral_instrumentor_is_installed(tmp_path, b
     assert result.returncode == 0, result.stderr
     spans = llm_spans(receiver)
     assert [s.name for s in spans] == ["chat mistral-small-latest"]
+
+
+def test_standard_otel_variables_keep_their_meaning(tmp_path, base_env, receiver):
+    app = write(tmp_path, "app.py", APP)
+    env = {
+        **base_env,
+        "RESPAN_API_KEY": RESPAN_KEY,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.base_url}/custom/v1/traces",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme,authorization=Basic%20abc",
+    }
+    result = run([LAUNCHER, sys.executable, app], env)
+    assert result.returncode == 0, result.stderr
+    (export,) = receiver.exports
+    assert export.path == "/api/custom/v1/traces"
+    assert export.headers["x-tenant"] == "acme"
+    assert export.headers["authorization"] == "Basic abc"  # the endpoint's own credentials, not the Respan key
+
+    receiver.exports.clear()
+    for variables in ({"OTEL_SDK_DISABLED": "true"}, {"OTEL_TRACES_SAMPLER": "always_off"}):
+        env = {**base_env, "RESPAN_API_KEY": RESPAN_KEY, "RESPAN_BASE_URL": receiver.base_url, **variables}
+        result = run([LAUNCHER, sys.executable, app], env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Offline stand-in reply")
+    assert receiver.spans == []
+
+
+def test_threads_carry_the_context_under_the_launcher(tmp_path, base_env, receiver):
+    app = write(
+        tmp_path,
+        "app.py",
+        """
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        from respan_auto import propagate_attributes, workflow
+        try:
+            from mistralai.client import Mistral
+        except ImportError:
+            from mistralai import Mistral
+        client = Mistral(api_key="k", server_url=os.environ["STANDIN_URL"])
+
+        @workflow(name="fan_out")
+        def fan_out():
+            with propagate_attributes(customer_identifier="pooled"):
+                with ThreadPoolExecutor(2) as pool:
+                    list(pool.map(lambda q: client.chat.complete(model="m", messages=[
+                        {"role": "user", "content": q}]), ["a", "b"]))
+
+        fan_out()
+        """,
+    )
+    env = {**base_env, "RESPAN_API_KEY": RESPAN_KEY, "RESPAN_BASE_URL": receiver.base_url}
+    result = run([LAUNCHER, sys.executable, app], env)
+    assert result.returncode == 0, result.stderr
+    root = next(s for s in receiver.spans if s.name == "fan_out.workflow")
+    llms = [s for s in receiver.spans if s.name == "chat m"]
+    assert len(llms) == 2
+    for span in llms:
+        assert span.parent_id == root.span_id
+        assert span.attributes["respan.customer_params.customer_identifier"] == "pooled"

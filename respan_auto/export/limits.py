@@ -25,6 +25,9 @@ BUILTIN_PATTERNS = (
     r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
     r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b",
 )
+# literal pieces at least one of which every built-in match contains: a cheap test before the regex
+BUILTIN_ANCHORS = ("earer", "EARER", "sk-", "rk-", "pk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox")
+ASSIGNMENT_WORDS = ("key", "secret", "token", "password")
 # "api_key = value", "password: value": the name stays, the value goes
 ASSIGNMENT = r"(?i)((?:api[_-]?key|secret|token|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]{8,}"
 
@@ -40,19 +43,25 @@ class Redactor:
         hook: Callable[[str], str] | None = None,
     ) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
-        sources = [*(BUILTIN_PATTERNS if builtin else ()), *patterns]
-        self.pattern = re.compile("|".join(f"(?:{p})" for p in sources)) if sources else None
+        self.builtin = re.compile("|".join(f"(?:{p})" for p in BUILTIN_PATTERNS)) if builtin else None
         self.assignment = re.compile(ASSIGNMENT) if builtin else None
+        self.patterns = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self.hook = hook
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        if self.pattern is not None:
-            text = self.pattern.sub(REDACTED, text)
-        if self.assignment is not None:
-            text = self.assignment.sub(lambda m: m.group(1) + REDACTED, text)
+        # Runs on every string of every span: the regexes only run where a cheap substring test says they might match.
+        if len(text) >= 8:
+            for secret in self.secrets:
+                if secret in text:
+                    text = text.replace(secret, REDACTED)
+            if self.builtin is not None and any(anchor in text for anchor in BUILTIN_ANCHORS):
+                text = self.builtin.sub(REDACTED, text)
+            if self.assignment is not None:
+                lower = text.lower()
+                if any(word in lower for word in ASSIGNMENT_WORDS):
+                    text = self.assignment.sub(lambda m: m.group(1) + REDACTED, text)
+            if self.patterns is not None:
+                text = self.patterns.sub(REDACTED, text)
         if self.hook is not None:
             try:
                 result = self.hook(text)
@@ -78,14 +87,16 @@ class SpanPreparer:
             return tuple(self._value(key, v, cut) for v in value)
         return value
 
-    def _attributes(self, attributes: Any, cut: list[str]) -> tuple[dict[str, Any], bool]:
-        changed = False
-        out = {}
+    def _attributes(self, attributes: Any, cut: list[str]) -> tuple[Any, bool]:
+        """The attributes with values redacted and cut; the very same mapping when nothing changed."""
+        out = None
         for key, value in (attributes or {}).items():
             new = self._value(key, value, cut)
-            changed = changed or (new is not value and new != value)
-            out[key] = new
-        return out, changed
+            if new is not value and new != value:
+                if out is None:
+                    out = dict(attributes)
+                out[key] = new
+        return (attributes, False) if out is None else (out, True)
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         try:
@@ -99,7 +110,7 @@ class SpanPreparer:
             if not changed:
                 return span
             if cut:
-                attributes[TRUNCATED_ATTRIBUTE] = tuple(dict.fromkeys(cut))
+                attributes = {**attributes, TRUNCATED_ATTRIBUTE: tuple(dict.fromkeys(cut))}
             return ReadableSpan(
                 name=span.name,
                 context=span.context,

@@ -95,7 +95,7 @@ class OtlpHttpExporter(SpanExporter):
         """gzip request bodies, the batch split in halves until each stays under ``max_request_bytes``."""
         raw = encode_spans(spans).SerializeToString()
         if len(raw) <= self.max_request_bytes:
-            return [gzip.compress(raw, compresslevel=5)]
+            return [gzip.compress(raw, compresslevel=1)]  # level 1: most of the saving at a third of the cost
         if len(spans) == 1:
             self.oversized += 1
             return []
