@@ -1,6 +1,6 @@
 """OTLP/HTTP (protobuf, gzip) to Respan or any OTLP endpoint, with one clear line per kind of failure.
 
-Uses the standard OTLP protobuf encoding and the stdlib HTTP client, so that failures are
+Writes the standard OTLP protobuf (``encoding.py``) and uses the stdlib HTTP client, so that failures are
 reported once in plain words (a rejected key, an unreachable endpoint) instead of a log line
 or a stack trace per batch; so that each request is bounded by a timeout; and so that the
 batch processor learns whether a failure is worth retrying (connection errors, 429, 5xx,
@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from respan_auto.export.encoding import encode_request
 
 logger = logging.getLogger("respan_auto")
 
@@ -93,7 +94,7 @@ class OtlpHttpExporter(SpanExporter):
 
     def encode(self, spans: Sequence[ReadableSpan]) -> list[bytes]:
         """gzip request bodies, the batch split in halves until each stays under ``max_request_bytes``."""
-        raw = encode_spans(spans).SerializeToString()
+        raw = encode_request(spans)
         if len(raw) <= self.max_request_bytes:
             return [gzip.compress(raw, compresslevel=1)]  # level 1: most of the saving at a third of the cost
         if len(spans) == 1:
