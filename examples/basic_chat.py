@@ -1,4 +1,4 @@
-"""The seed's basic chat, unmodified: run it under the launcher and it is traced.
+"""Basic chat, with no tracing code: run it under the launcher and it is traced.
 
 respan-instrument python examples/basic_chat.py
 respan-instrument traces

@@ -1,9 +1,9 @@
 """Gateway mode: the same Mistral code, its calls routed through the Respan gateway.
 
-    RESPAN_API_KEY=... respan-instrument --gateway python examples/gateway.py
+    RESPAN_API_KEY=... python examples/gateway.py
 
 With no RESPAN_API_KEY it runs offline: a loopback stand-in plays the gateway and the example
-prints what the gateway received.
+prints what the gateway received. (Zero-code, the switch is `respan-instrument --gateway ...`.)
 """
 
 import base64

@@ -1,4 +1,4 @@
-"""The seed's propagate_attributes example: per-request customer, thread and metadata.
+"""propagate_attributes: per-request customer, thread and metadata on every span.
 
 python examples/handle_request.py && respan-instrument traces --limit 1
 """

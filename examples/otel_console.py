@@ -1,17 +1,19 @@
-"""The instrumentor in a pipeline of your own: spans printed to the console.
+"""The instrumentor in a pipeline of your own: spans printed to the console at the end.
 
-python examples/otel_console.py
+    python examples/otel_console.py
+
+Run it plainly, not under respan-instrument (which brings its own pipeline).
 """
 
 from _standin import mistral_client
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
 
 provider = TracerProvider()
 provider.add_span_processor(
-    SimpleSpanProcessor(ConsoleSpanExporter(formatter=lambda span: f"{span.to_json(indent=2)}\n"))
+    BatchSpanProcessor(ConsoleSpanExporter(formatter=lambda span: f"{span.to_json(indent=2)}\n"))
 )
 MistralAIInstrumentor().instrument(tracer_provider=provider)
 
@@ -30,4 +32,5 @@ for chunk in stream:
     content = chunk.data.choices[0].delta.content
     if content:
         print(content, end="", flush=True)
-print()
+print("\n")
+provider.force_flush()

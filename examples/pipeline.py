@@ -1,4 +1,4 @@
-"""The seed's decorators example: a workflow with a task, both around Mistral calls.
+"""Decorators: a workflow with a task, both around Mistral calls.
 
 python examples/pipeline.py && respan-instrument traces --limit 1
 """

@@ -1,4 +1,4 @@
-"""The seed's streaming example, unmodified: run it under the launcher and it is traced.
+"""Streaming, with no tracing code: run it under the launcher and it is traced.
 
 respan-instrument python examples/streaming.py
 """

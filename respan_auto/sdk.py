@@ -34,7 +34,9 @@ def _apply_gateway(settings: Settings) -> None:
     if not settings.gateway:
         return
     if not settings.api_key:
-        logger.warning("respan_auto: RESPAN_GATEWAY needs RESPAN_API_KEY; Mistral calls go to Mistral directly")
+        logger.warning(
+            "respan_auto: the gateway needs RESPAN_API_KEY; until a key is given, Mistral calls go to Mistral directly"
+        )
         return
     gateway.enable(settings.gateway_url, settings.api_key)
 

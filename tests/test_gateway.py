@@ -237,5 +237,5 @@ def test_gateway_without_key_says_so_and_calls_mistral(server, gw):
     )
     result = _run(code, {"STANDIN_URL": server.url, "RESPAN_GATEWAY_URL": f"{gw.url}/api"})
     assert result.returncode == 0
-    assert "RESPAN_GATEWAY needs RESPAN_API_KEY" in result.stderr
+    assert "the gateway needs RESPAN_API_KEY" in result.stderr
     assert gw.requests == []

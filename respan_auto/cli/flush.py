@@ -8,8 +8,17 @@ from respan_auto.config import Settings
 from respan_auto.export.pipeline import make_exporter
 from respan_auto.export.spool import Spool
 
+USAGE = """usage: respan-instrument flush
+
+Send the export requests that earlier runs spooled to RESPAN_SPOOL_DIR (or --spool-dir under the
+launcher) because their endpoint was down at exit. Each file is deleted once the endpoint accepts it.
+"""
+
 
 def main(argv: list[str]) -> int:
+    if argv:
+        print(USAGE)
+        return 0 if argv[0] in ("-h", "--help") else 2
     settings = Settings.load()
     if not settings.spool_dir:
         print("RESPAN_SPOOL_DIR is not set: there is no spool to send.")

@@ -57,7 +57,7 @@ def _parser() -> object:
         epilog="every option is also an environment variable (the option wins):\n"
         + "\n".join(lines)
         + "\n\nThe standard OTEL_* variables keep their meaning (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
-        "OTEL_SERVICE_NAME, ...).\n\n"
+        "OTEL_SERVICE_NAME, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, ...).\n\n"
         "other commands:\n  respan-instrument traces [--limit N]   show recent traces from the local store\n"
         "  respan-instrument flush                send the spans spooled in RESPAN_SPOOL_DIR",
     )

@@ -21,10 +21,12 @@ def _preview(value: Any, width: int = 70) -> str:
 def _details(span: dict[str, Any]) -> list[str]:
     a = span.get("attributes") or {}
     out = []
-    model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model")
+    requested, answered = a.get("gen_ai.request.model"), a.get("gen_ai.response.model")
     facts = []
-    if model:
-        facts.append(str(model))
+    if requested and answered and requested != answered:
+        facts.append(f"model {requested} (answered by {answered})")
+    elif requested or answered:
+        facts.append(f"model {requested or answered}")
     if "gen_ai.usage.input_tokens" in a or "gen_ai.usage.output_tokens" in a:
         facts.append(
             f"tokens {a.get('gen_ai.usage.input_tokens', '?')} in / {a.get('gen_ai.usage.output_tokens', '?')} out"

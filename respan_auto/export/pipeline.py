@@ -101,7 +101,7 @@ class Pipeline:
             if self.spool is not None and left:
                 written = self.spool.write(self.exporter.encode(left))
                 logger.warning(
-                    "respan_auto: %d spans not yet delivered to %s were spooled to %s (%d files)",
+                    "respan_auto: %d span(s) not yet delivered to %s were spooled to %s (%d file(s))",
                     len(left),
                     self.destination,
                     self.settings.spool_dir,
@@ -109,7 +109,8 @@ class Pipeline:
                 )
             else:
                 logger.warning(
-                    "respan_auto: %d spans did not reach %s before exit (waited %.1f s; RESPAN_EXIT_TIMEOUT)",
+                    "respan_auto: %d span(s) did not reach %s before exit (waited %.1f s, RESPAN_EXIT_TIMEOUT; "
+                    "RESPAN_SPOOL_DIR keeps them for the next run)",
                     len(left),
                     self.destination,
                     self.settings.exit_timeout,
@@ -117,7 +118,7 @@ class Pipeline:
         lost = self.processor.dropped + self.processor.failed
         if lost:
             logger.warning(
-                "respan_auto: %d spans were dropped (%d: export queue full, RESPAN_MAX_QUEUE_SIZE; %d: refused)",
+                "respan_auto: %d span(s) were dropped (%d: export queue full, RESPAN_MAX_QUEUE_SIZE; %d: refused)",
                 lost,
                 self.processor.dropped,
                 self.processor.failed,
