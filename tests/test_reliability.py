@@ -276,12 +276,13 @@ def test_redaction_policy_patterns_and_hook():
     )
     text = (
         f"key {MISTRAL_KEY}; header Authorization: Bearer abc.def.ghijklmnop; sk-proj-AAAAAAAAAAAAAAAAAAAA; "
-        "password = hunter2hunter2; card 1234-5678-9012-3456; weather in Paris"
+        "AKIAABCDEFGHIJKLMNOP; card 1234-5678-9012-3456; weather in Paris; the token count"
     )
     out = redactor(text)
-    for secret in (MISTRAL_KEY, "abc.def.ghijklmnop", "sk-proj-AAAA", "hunter2hunter2", "1234-5678-9012-3456", "Paris"):
+    for secret in (MISTRAL_KEY, "abc.def.ghijklmnop", "sk-proj-AAAA", "AKIAABCD", "1234-5678-9012-3456", "Paris"):
         assert secret not in out
     assert out.count("[REDACTED]") == 5
+    assert out.endswith("the token count")
     assert "weather in P." in out
     assert Redactor(builtin=False)("Bearer abcdefghijklmnop") == "Bearer abcdefghijklmnop"
 

@@ -27,10 +27,6 @@ BUILTIN_PATTERNS = (
 )
 # literal pieces at least one of which every built-in match contains: a cheap test before the regex
 BUILTIN_ANCHORS = ("earer", "EARER", "sk-", "rk-", "pk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox")
-ASSIGNMENT_WORDS = ("key", "secret", "token", "password")
-# "api_key = value", "password: value": the name stays, the value goes. Matched on the lower-cased text,
-# which is five times faster than a case-insensitive pattern.
-ASSIGNMENT = r"((?:api[_-]?key|secret|token|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]{8,}"
 
 
 class Redactor:
@@ -45,7 +41,6 @@ class Redactor:
     ) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
         self.builtin = re.compile("|".join(f"(?:{p})" for p in BUILTIN_PATTERNS)) if builtin else None
-        self.assignment = re.compile(ASSIGNMENT) if builtin else None
         self.patterns = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self.hook = hook
 
@@ -57,8 +52,6 @@ class Redactor:
                     text = text.replace(secret, REDACTED)
             if self.builtin is not None and any(anchor in text for anchor in BUILTIN_ANCHORS):
                 text = self.builtin.sub(REDACTED, text)
-            if self.assignment is not None:
-                text = self._redact_assignments(text)
             if self.patterns is not None:
                 text = self.patterns.sub(REDACTED, text)
         if self.hook is not None:
@@ -69,17 +62,13 @@ class Redactor:
                 report_once("redaction hook", exc)
         return text
 
-    def _redact_assignments(self, text: str) -> str:
-        lower = text.lower()
-        if len(lower) != len(text):  # rare letters whose lower case is longer: match the slow way
-            return re.sub("(?i)" + ASSIGNMENT, lambda m: m.group(1) + REDACTED, text)
-        if not any(word in lower for word in ASSIGNMENT_WORDS):
-            return text
-        pieces, last = [], 0
-        for match in self.assignment.finditer(lower):
-            pieces += (text[last : match.end(1)], REDACTED)
-            last = match.end()
-        return "".join(pieces) + text[last:] if pieces else text
+    def might_change(self, text: str) -> bool:
+        """Whether redaction could change ``text``: one cheap scan, used on a whole span's strings at once."""
+        if self.patterns is not None or self.hook is not None:
+            return True
+        if any(secret in text for secret in self.secrets):
+            return True
+        return self.builtin is not None and any(anchor in text for anchor in BUILTIN_ANCHORS)
 
 
 class SpanPreparer:
@@ -109,8 +98,22 @@ class SpanPreparer:
                 out[key] = new
         return (attributes, False) if out is None else (out, True)
 
+    def _needs_work(self, span: ReadableSpan) -> bool:
+        strings: list[str] = []
+        for mapping in (span.attributes, *(event.attributes for event in span.events)):
+            for value in (mapping or {}).values():
+                if type(value) is str:
+                    strings.append(value)
+                elif type(value) is tuple:
+                    strings += [v for v in value if type(v) is str]
+        if any(len(text) > self.max_length for text in strings):
+            return True
+        return self.redactor is not None and self.redactor.might_change("\x00".join(strings))
+
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         try:
+            if not self._needs_work(span):
+                return span  # the common case: nothing to redact or cut, no copy
             cut: list[str] = []
             attributes, changed = self._attributes(span.attributes, cut)
             events = []
