@@ -139,10 +139,30 @@ class ContextAttributesProcessor(SpanProcessor):
         return True
 
 
-_STRING_OPTIONS = tuple(ATTRIBUTE_KEYS)
+class ContextScope:
+    """A block (sync or async ``with``) that runs in a context of the subclass's making."""
+
+    def __init__(self) -> None:
+        self._tokens: list[object] = []
+
+    def entered_context(self) -> context_api.Context:
+        raise NotImplementedError
+
+    def __enter__(self) -> ContextScope:
+        self._tokens.append(context_api.attach(self.entered_context()))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        context_api.detach(self._tokens.pop())
+
+    async def __aenter__(self) -> ContextScope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
 
 
-class propagate_attributes:  # noqa: N801 - used like a function, as in the seed's examples
+class propagate_attributes(ContextScope):  # noqa: N801 - used like a function, as in the seed's examples
     """Attach Respan attributes to every span started inside the block (sync or async ``with``).
 
     Nested scopes merge (metadata key by key); the inner value wins. The span current at entry
@@ -187,24 +207,14 @@ class propagate_attributes:  # noqa: N801 - used like a function, as in the seed
                 type(metadata).__name__,
             )
             metadata = None
+        super().__init__()
         self.attributes = to_attributes(given, metadata)
-        self._tokens: list[object] = []
 
-    def __enter__(self) -> propagate_attributes:
+    def entered_context(self) -> context_api.Context:
         try:
             span = trace.get_current_span()
             if span.is_recording():
                 span.set_attributes(self.attributes)
         except Exception as exc:  # noqa: BLE001
             report_once("propagate current span", exc)
-        self._tokens.append(context_api.attach(with_scope(self.attributes)))
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        context_api.detach(self._tokens.pop())
-
-    async def __aenter__(self) -> propagate_attributes:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.__exit__(*exc_info)
+        return with_scope(self.attributes)

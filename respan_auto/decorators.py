@@ -58,7 +58,7 @@ def serialize(value: Any) -> str:
 class _Scope:
     """One decorated call's span: started once, entered around each step, ended exactly once."""
 
-    __slots__ = ("_ended", "capture", "context", "span")
+    __slots__ = ("_ended", "_token", "capture", "context", "span")
 
     def __init__(self, kind: str, name: str, args: tuple, kwargs: dict) -> None:
         parent = context_api.get_current()
@@ -88,6 +88,19 @@ class _Scope:
     @staticmethod
     def leave(token: object) -> None:
         context_api.detach(token)
+
+    def __enter__(self) -> _Scope:
+        self._token = self.enter()
+        return self
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        self.leave(self._token)
+        if error is not None:
+            self.end(error=error)
+
+    def returned(self, result: Any) -> Any:
+        self.end(result, has_output=True)
+        return result
 
     def end(self, output: Any = None, error: BaseException | None = None, has_output: bool = False) -> None:
         if self._ended:
@@ -191,25 +204,22 @@ def _start(kind: str, name: str, args: tuple, kwargs: dict) -> _Scope | None:
 def _wrap(fn: F, kind: str, name: str | None) -> F:
     entity_name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "anonymous")
 
-    if inspect.isasyncgenfunction(fn):
+    generator = (
+        _TracedAsyncGenerator
+        if inspect.isasyncgenfunction(fn)
+        else _TracedGenerator
+        if inspect.isgeneratorfunction(fn)
+        else None
+    )
+    if generator is not None:
 
         @functools.wraps(fn)
-        def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+        def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
             scope = _start(kind, entity_name, args, kwargs)
             inner = fn(*args, **kwargs)
-            return inner if scope is None else _TracedAsyncGenerator(scope, inner)
+            return inner if scope is None else generator(scope, inner)
 
-        return agen_wrapper  # type: ignore[return-value]
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            scope = _start(kind, entity_name, args, kwargs)
-            inner = fn(*args, **kwargs)
-            return inner if scope is None else _TracedGenerator(scope, inner)
-
-        return gen_wrapper  # type: ignore[return-value]
+        return generator_wrapper  # type: ignore[return-value]
 
     if inspect.iscoroutinefunction(fn):
 
@@ -218,16 +228,9 @@ def _wrap(fn: F, kind: str, name: str | None) -> F:
             scope = _start(kind, entity_name, args, kwargs)
             if scope is None:
                 return await fn(*args, **kwargs)
-            token = scope.enter()
-            try:
+            with scope:
                 result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                scope.end(error=exc)
-                raise
-            finally:
-                scope.leave(token)
-            scope.end(result, has_output=True)
-            return result
+            return scope.returned(result)
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -236,16 +239,9 @@ def _wrap(fn: F, kind: str, name: str | None) -> F:
         scope = _start(kind, entity_name, args, kwargs)
         if scope is None:
             return fn(*args, **kwargs)
-        token = scope.enter()
-        try:
+        with scope:
             result = fn(*args, **kwargs)
-        except BaseException as exc:
-            scope.end(error=exc)
-            raise
-        finally:
-            scope.leave(token)
-        scope.end(result, has_output=True)
-        return result
+        return scope.returned(result)
 
     return wrapper  # type: ignore[return-value]
 

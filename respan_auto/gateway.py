@@ -31,7 +31,7 @@ _route: tuple[str, str] | None = None  # (gateway base URL, Respan key) while th
 _patched: list[tuple[type, str, Any]] = []
 
 
-class gateway_params:  # noqa: N801 - used like a function
+class gateway_params(context.ContextScope):  # noqa: N801 - used like a function
     """Gateway-only parameters for the calls inside the block (sync or async ``with``).
 
     ``fallback_models``, ``cache_enabled``, ``cache_ttl``, ``cache_options``, ``load_balance_group``,
@@ -40,22 +40,12 @@ class gateway_params:  # noqa: N801 - used like a function
     """
 
     def __init__(self, **params: Any) -> None:
+        super().__init__()
         self.params = params
-        self._tokens: list[object] = []
 
-    def __enter__(self) -> gateway_params:
+    def entered_context(self) -> context_api.Context:
         merged = {**(context_api.get_value(_PARAMS_KEY) or {}), **self.params}
-        self._tokens.append(context_api.attach(context_api.set_value(_PARAMS_KEY, merged)))
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        context_api.detach(self._tokens.pop())
-
-    async def __aenter__(self) -> gateway_params:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.__exit__(*exc_info)
+        return context_api.set_value(_PARAMS_KEY, merged)
 
 
 _REVERSE = {v: k for k, v in context.ATTRIBUTE_KEYS.items()}
