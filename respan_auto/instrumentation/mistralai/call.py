@@ -148,6 +148,8 @@ class Call:
 
     def _finish_stream(self, accumulator: attrs.StreamAccumulator, completed: bool | None) -> None:
         span = self.span
+        if not span.is_recording():
+            return  # sampled out: the chunk events would go nowhere
         times = accumulator.chunk_times
         if times:
             span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, (times[0] - self.start_ns) / 1e9)
