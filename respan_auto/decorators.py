@@ -98,6 +98,15 @@ class _Scope:
         if error is not None:
             self.end(error=error)
 
+    def stopped_by(self, exc: BaseException) -> None:
+        """A generator step raised ``exc``: exhaustion and closing end the span normally, the rest is an error."""
+        if isinstance(exc, StopIteration):
+            self.end(exc.value, has_output=exc.value is not None)
+        elif isinstance(exc, (StopAsyncIteration, GeneratorExit)):
+            self.end()
+        else:
+            self.end(error=exc)
+
     def returned(self, result: Any) -> Any:
         self.end(result, has_output=True)
         return result
@@ -128,14 +137,8 @@ class _TracedGenerator(Generator):
         token = self._scope.enter()
         try:
             return method(*args)
-        except StopIteration as stop:
-            self._scope.end(stop.value, has_output=stop.value is not None)
-            raise
-        except GeneratorExit:
-            self._scope.end()
-            raise
         except BaseException as exc:
-            self._scope.end(error=exc)
+            self._scope.stopped_by(exc)
             raise
         finally:
             self._scope.leave(token)
@@ -165,14 +168,8 @@ class _TracedAsyncGenerator(AsyncGenerator):
         token = self._scope.enter()
         try:
             return await method(*args)
-        except StopAsyncIteration:
-            self._scope.end()
-            raise
-        except GeneratorExit:
-            self._scope.end()
-            raise
         except BaseException as exc:
-            self._scope.end(error=exc)
+            self._scope.stopped_by(exc)
             raise
         finally:
             self._scope.leave(token)
