@@ -18,7 +18,8 @@ from respan_auto.config import Settings
 from respan_auto.export.batch import BatchProcessor
 from respan_auto.export.limits import Redactor, SpanPreparer
 from respan_auto.export.otlp import OtlpHttpExporter
-from respan_auto.export.pipeline import make_preparer, span_limits
+from respan_auto.export.pipeline import make_preparer
+from respan_auto.export.provider import span_limits
 from respan_auto.testing.otlp_receiver import OtlpReceiver
 from tests.conftest import REPO
 

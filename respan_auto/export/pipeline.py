@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
 
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from respan_auto.config import Settings
 from respan_auto.context import ContextAttributesProcessor
+from respan_auto.export import process_end, provider
 from respan_auto.export.batch import BatchProcessor
 from respan_auto.export.limits import Redactor, SpanPreparer
 
@@ -45,11 +43,6 @@ def make_preparer(
     return SpanPreparer(redactor, settings.max_attribute_length)
 
 
-def span_limits() -> SpanLimits:
-    """The SDK's limits minus its silent attribute truncation: ours marks what it cuts."""
-    return SpanLimits(max_attribute_length=SpanLimits.UNSET, max_span_attribute_length=SpanLimits.UNSET)
-
-
 class Pipeline:
     """The tracer provider respan_auto set up, or joined when the app had one already."""
 
@@ -65,19 +58,10 @@ class Pipeline:
         self.processor = BatchProcessor(
             self.exporter, max_queue_size=settings.max_queue_size, prepare=make_preparer(settings, env, redact)
         )
-        current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            self.provider = current  # the app's own: add to it rather than replace it
-            self.joined = True
-        else:
-            resource = Resource.create({"service.name": settings.app_name} if settings.app_name else {})
-            self.provider = TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=span_limits())
-            self.joined = False
-        self.provider.add_span_processor(ContextAttributesProcessor())
-        self.provider.add_span_processor(self.processor)
-        if not self.joined:
-            trace.set_tracer_provider(self.provider)
-        atexit.register(self.exit_flush)
+        resource = Resource.create({"service.name": settings.app_name} if settings.app_name else {})
+        handle = provider.install([ContextAttributesProcessor(), self.processor], resource)
+        self.provider, self.joined = handle.provider, handle.joined
+        process_end.install(self.exit_flush)
         self.spool = None
         if settings.spool_dir and hasattr(self.exporter, "post"):
             from respan_auto.export.spool import Spool
@@ -125,6 +109,5 @@ class Pipeline:
             )
 
     def shutdown(self) -> None:
-        atexit.unregister(self.exit_flush)
         self.exit_flush()
         self.processor.shutdown()
