@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from respan_auto import context, instrumentors
+from respan_auto import context, instrumentors, threads
 from respan_auto.config import Settings
 from respan_auto.export.pipeline import Pipeline
 
@@ -103,7 +103,10 @@ class Respan:
         provider = self._pipeline.provider
         self.activated += instrumentors.activate_explicit(instrumentations or (), provider, settings.trace_content)
         if is_auto_instrument:
-            skip = () if settings.instrument_threading else ("threading",)
+            if settings.instrument_threading and threads.instrument():
+                self.activated.append(threads.CONTRIB_ENTRY_POINT)
+            # ours carries the context into threads (or, switched off, nothing does): never the contrib one too
+            skip = (threads.CONTRIB_ENTRY_POINT,)
             self.activated += instrumentors.activate_discovered(provider, settings.trace_content, skip=skip)
         if first:
             _announce(self._pipeline)
