@@ -79,6 +79,14 @@ class MistralAIInstrumentor(BaseInstrumentor):
         return _INSTRUMENTS
 
     def _instrument(self, **kwargs: Any) -> None:
+        import sys
+
+        # under opentelemetry-instrument: do nothing in a run that did not choose respan-auto (see distro.py)
+        if "opentelemetry.instrumentation.auto_instrumentation._load" in sys.modules:
+            from respan_auto.distro import stands_down
+
+            if stands_down(self):
+                return
         capture = kwargs.get("capture_content")
         if capture is None:
             capture = config.capture_content()
