@@ -23,9 +23,17 @@ _GENAI_CONTENT_ON = frozenset({"span_only", "event_only", "span_and_event"})
 _GENAI_CONTENT_OFF = frozenset({"no_content"})
 
 
-def _env(environ: Mapping[str, str], option: str) -> str | None:
-    raw = environ.get(ENVIRONMENT[option][0])
+# Below this a request cannot hold an ordinary LLM span: smaller values are a mistake, reported as such.
+MIN_EXPORT_BYTES = 65536
+
+
+def _std(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name)
     return raw.strip() if raw is not None and raw.strip() else None
+
+
+def _env(environ: Mapping[str, str], option: str) -> str | None:
+    return _std(environ, ENVIRONMENT[option][0])
 
 
 def parse_bool(name: str, raw: str | None, default: bool) -> bool:
@@ -92,35 +100,56 @@ def parse_metadata(name: str, raw: Any) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in raw.items()}
 
 
+MAX_EXIT_SECONDS = 600.0
+
+
 def _parse_seconds(name: str, raw: str | None, default: float) -> float:
     if raw is None:
         return default
     try:
         value = float(raw)
-        if value >= 0:
-            return value
-    except ValueError:
-        pass
-    warn_once(f"env:{name}", "respan_auto: ignoring %s=%r: expected a number of seconds; using %s", name, raw, default)
-    return default
-
-
-def _parse_int(option: str, raw: str | None, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-        if value > 0:
+        if 0 <= value <= MAX_EXIT_SECONDS:
             return value
     except ValueError:
         pass
     warn_once(
-        f"env:{option}",
-        "respan_auto: ignoring %s=%r: expected a positive whole number; using %s",
-        ENVIRONMENT[option][0],
+        f"env:{name}",
+        "respan_auto: ignoring %s=%r: expected a number of seconds from 0 to %d; using %s",
+        name,
         raw,
+        MAX_EXIT_SECONDS,
         default,
     )
+    return default
+
+
+def _parse_int(name: str, raw: str | None, default: int, minimum: int = 1) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+        if value >= minimum:
+            return value
+    except ValueError:
+        pass
+    warn_once(
+        f"env:{name}",
+        "respan_auto: ignoring %s=%r: expected a whole number of at least %d; using %s",
+        name,
+        raw,
+        minimum,
+        default,
+    )
+    return default
+
+
+def _int_option(env: Mapping[str, str], option: str, default: int, minimum: int = 1, fallback: str = "") -> int:
+    """A RESPAN_* whole number, else the standard variable it stands for, else the default."""
+    raw = _env(env, option)
+    if raw is not None:
+        return _parse_int(ENVIRONMENT[option][0], raw, default, minimum)
+    if fallback and (env.get(fallback) or "").strip():
+        return _parse_int(fallback, env[fallback].strip(), default, minimum)
     return default
 
 
@@ -186,7 +215,11 @@ class Settings:
     gateway_url: str = DEFAULT_BASE_URL
     tracing: bool = True
     max_queue_size: int = 2048
+    max_queue_bytes: int = 64 * 1024 * 1024
+    max_export_batch_size: int = 512
+    schedule_delay_millis: int = 5000
     max_export_bytes: int = 4_000_000
+    spool_max_bytes: int = 256 * 1024 * 1024
     max_attribute_length: int = 65536
     spool_dir: str | None = None
     redact_patterns: tuple[str, ...] = ()
@@ -194,9 +227,9 @@ class Settings:
 
     @property
     def export_target(self) -> str:
-        """``otlp`` (the OTEL_* variables), ``respan`` (a key is set) or ``local`` (neither)."""
+        """``respan`` (a key is set), ``otlp`` (the OTEL_* variables), ``both``, or ``local`` (neither)."""
         if self.otlp_from_environment:
-            return "otlp"
+            return "both" if self.api_key else "otlp"
         return "respan" if self.api_key else "local"
 
     @property
@@ -238,19 +271,23 @@ class Settings:
             instrument_threading=pick_bool("instrument_threading", True),
             local_store=pick("local_store") or default_local_store(env),
             exit_timeout=_parse_seconds(ENVIRONMENT["exit_timeout"][0], _env(env, "exit_timeout"), 2.0),
-            otlp_from_environment=otlp_endpoint_configured(env) and "base_url" not in given,
+            otlp_from_environment=otlp_endpoint_configured(env),
             sdk_disabled=parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED"), False),
             gateway=pick_bool("gateway", False),
             gateway_url=str(pick("gateway_url") or base_url).rstrip("/"),
             tracing=pick_bool("tracing", True),
-            max_queue_size=_parse_int("max_queue_size", _env(env, "max_queue_size"), 2048),
-            max_export_bytes=_parse_int("max_export_bytes", _env(env, "max_export_bytes"), 4_000_000),
-            max_attribute_length=_parse_int(
-                "max_attribute_length",
-                _env(env, "max_attribute_length") or env.get("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
-                65536,
+            max_queue_size=_int_option(env, "max_queue_size", 2048, fallback="OTEL_BSP_MAX_QUEUE_SIZE"),
+            max_queue_bytes=_int_option(env, "max_queue_bytes", 64 * 1024 * 1024, minimum=MIN_EXPORT_BYTES),
+            max_export_batch_size=_parse_int(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _std(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512
+            ),
+            schedule_delay_millis=_parse_int("OTEL_BSP_SCHEDULE_DELAY", _std(env, "OTEL_BSP_SCHEDULE_DELAY"), 5000, 0),
+            max_export_bytes=_int_option(env, "max_export_bytes", 4_000_000, minimum=MIN_EXPORT_BYTES),
+            max_attribute_length=_int_option(
+                env, "max_attribute_length", 65536, fallback="OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
             ),
             spool_dir=pick("spool_dir"),
+            spool_max_bytes=_int_option(env, "spool_max_bytes", 256 * 1024 * 1024, minimum=MIN_EXPORT_BYTES),
             redact_patterns=_parse_patterns(given.get("redact_patterns", _env(env, "redact_patterns"))),
             redact_keys=pick_bool("redact_keys", True),
         )

@@ -8,17 +8,14 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from respan_auto.config import Settings
-from respan_auto.export.batch import BatchProcessor
-from respan_auto.export.limits import Redactor, SpanPreparer
-from respan_auto.export.otlp import OtlpHttpExporter
-from respan_auto.export.pipeline import make_preparer
+from respan_auto.export import destinations
+from respan_auto.export.limits import Redactor
 from respan_auto.export.provider import span_limits
 from respan_auto.testing.otlp_receiver import OtlpReceiver
 from tests.conftest import REPO
@@ -28,17 +25,25 @@ RESPAN_KEY = "rk-respan-sentinel-0xC0FFEE42"
 MISTRAL_KEY = "sk-mistral-sentinel-0xBEEF4242"
 
 
-def pipeline(url: str, **kwargs):
-    processor = BatchProcessor(OtlpHttpExporter(url, {"Authorization": "Bearer x"}), schedule_delay=0.2, **kwargs)
+def pipeline(base_url: str, **env: str):
+    """The real export stack for one Respan destination, on a provider of its own."""
+    settings = Settings.load(
+        environ={"RESPAN_API_KEY": "x" * 12, "RESPAN_BASE_URL": base_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **env}
+    )
+    (destination,) = destinations.build(settings, {}, None)
     provider = TracerProvider(span_limits=span_limits())
-    provider.add_span_processor(processor)
-    return provider.get_tracer("reliability"), processor
+    provider.add_span_processor(destination.processor)
+    return provider.get_tracer("reliability"), destination
+
+
+def lost(destination) -> int:
+    return destination.waiting.dropped + destination.sender.counts.dropped + destination.sender.counts.refused
 
 
 def test_outage_loses_nothing_and_stays_bounded():
     """~100 spans/s for 14 s; the endpoint answers 503 for 10 of them."""
     with OtlpReceiver() as rx:
-        tracer, processor = pipeline(rx.base_url + "/v2/traces", max_queue_size=4096)
+        tracer, destination = pipeline(rx.base_url, RESPAN_MAX_QUEUE_SIZE="4096")
         names, peak = [], 0
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < 14:
@@ -46,44 +51,31 @@ def test_outage_loses_nothing_and_stays_bounded():
             name = f"span-{len(names)}"
             tracer.start_span(name).end()
             names.append(name)
-            peak = max(peak, len(processor._queue))
+            peak = max(peak, destination.sender.queued_spans + destination.waiting.spans)
             time.sleep(0.01)
         rx.status = 200
-        assert processor.force_flush(40_000)
+        assert destination.flush(40)
         received = [s.name for s in rx.spans]
     assert sorted(set(received)) == sorted(names)  # every span arrived
-    assert processor.dropped == processor.failed == 0
+    assert lost(destination) == 0
     assert peak <= 1400  # what 10 s of outage queues, and no more
 
 
 def test_full_queue_drops_the_oldest_and_counts_them():
-    entered, release = threading.Event(), threading.Event()
-    sent: list[str] = []
-
-    class Slow:
-        def export(self, spans):
-            entered.set()
-            release.wait(10)
-            sent.extend(s.name for s in spans)
-            from opentelemetry.sdk.trace.export import SpanExportResult
-
-            return SpanExportResult.SUCCESS
-
-        def shutdown(self):
-            pass
-
-    processor = BatchProcessor(Slow(), max_queue_size=10, schedule_delay=60)
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("t")
-    for i in range(10):
-        tracer.start_span(f"first-{i}").end()
-    assert entered.wait(5)  # the export thread holds the first ten
-    for i in range(50):
-        tracer.start_span(f"later-{i}").end()
-    release.set()
-    assert processor.force_flush(5000)
-    assert processor.dropped == 40
+    with OtlpReceiver() as rx:
+        rx.delay = 1.0  # the first request stays unanswered while the rest queue up behind it
+        tracer, destination = pipeline(rx.base_url, RESPAN_MAX_QUEUE_SIZE="10", OTEL_BSP_SCHEDULE_DELAY="60000")
+        for i in range(10):
+            tracer.start_span(f"first-{i}").end()
+        deadline = time.monotonic() + 5
+        while destination.sender.idle and time.monotonic() < deadline:  # until the first ten are on the wire
+            time.sleep(0.01)
+        for i in range(50):
+            tracer.start_span(f"later-{i}").end()
+        rx.delay = 0
+        assert destination.flush(10)
+        sent = [s.name for s in rx.spans]
+    assert destination.sender.counts.dropped == 40
     assert sent == [f"first-{i}" for i in range(10)] + [f"later-{i}" for i in range(40, 50)]
 
 
@@ -188,7 +180,8 @@ def test_spool_written_at_exit_and_delivered_by_the_next_run(tmp_path):
 
 def test_the_next_run_delivers_the_spool_by_itself(tmp_path):
     spool = tmp_path / "spool"
-    preparer = SpanPreparer(None, 1000)
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
     tracer_provider = TracerProvider()
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -198,8 +191,8 @@ def test_the_next_run_delivers_the_spool_by_itself(tmp_path):
     tracer_provider.get_tracer("t").start_span("from-an-earlier-run").end()
     from respan_auto.export.spool import Spool
 
-    body = OtlpHttpExporter("http://127.0.0.1:1", {}).encode([preparer(s) for s in memory.get_finished_spans()])
-    Spool(str(spool)).write(body)
+    raw = encode_spans(memory.get_finished_spans()).SerializeToString()
+    Spool(str(spool), "respan").write([(raw, 1)])
     with OtlpReceiver() as rx:
         env = {"RESPAN_API_KEY": RESPAN_KEY, "RESPAN_BASE_URL": rx.base_url, "RESPAN_SPOOL_DIR": str(spool)}
         result, _ = run_app(SPANS_THEN_EXIT.replace("respan = Respan()", "respan = Respan(); time.sleep(1)"), env)
@@ -241,11 +234,11 @@ def test_oversized_content_is_truncated_and_marked(monkeypatch):
     settings = Settings.load()
     assert settings.max_attribute_length == 1000
     with OtlpReceiver() as rx:
-        tracer, processor = pipeline(rx.base_url + "/v2/traces", prepare=make_preparer(settings, {}))
+        tracer, destination = pipeline(rx.base_url, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT="1000")
         span = tracer.start_span("big", attributes={"gen_ai.prompt.0.content": "x" * 1_000_000, "small": "ok"})
         span.add_event("chunk", {"content": "y" * 5000})
         span.end()
-        assert processor.force_flush(10_000)
+        assert destination.flush(10)
         (received,) = rx.spans
     prompt = received.attributes["gen_ai.prompt.0.content"]
     assert prompt == "x" * 1000 + "…[truncated]"
@@ -256,19 +249,14 @@ def test_oversized_content_is_truncated_and_marked(monkeypatch):
 
 def test_batches_are_split_under_the_size_limit():
     with OtlpReceiver() as rx:
-        processor = BatchProcessor(
-            OtlpHttpExporter(rx.base_url + "/v2/traces", {}, max_request_bytes=20_000), schedule_delay=60
-        )
-        provider = TracerProvider()
-        provider.add_span_processor(processor)
-        tracer = provider.get_tracer("t")
+        tracer, destination = pipeline(rx.base_url, RESPAN_MAX_EXPORT_BYTES="70000", OTEL_BSP_SCHEDULE_DELAY="60000")
         for i in range(100):
-            tracer.start_span(f"s{i}", attributes={"payload": "z" * 1000}).end()
-        assert processor.force_flush(10_000)
+            tracer.start_span(f"s{i}", attributes={"payload": "z" * 5000}).end()
+        assert destination.flush(10)
         sizes = [len(e.raw) for e in rx.exports]
         assert len(rx.spans) == 100
     assert len(sizes) > 1
-    assert max(sizes) <= 20_000
+    assert max(sizes) <= 70_000
 
 
 def test_redaction_policy_patterns_and_hook():

@@ -5,29 +5,45 @@ from __future__ import annotations
 import os
 
 from respan_auto.config import Settings
-from respan_auto.export.pipeline import make_exporter
-from respan_auto.export.spool import Spool
+from respan_auto.export import destinations
+from respan_auto.export.pipeline import spool_for, spool_sender
 
-USAGE = """usage: respan-instrument flush
+USAGE = """usage: respan-instrument flush [--spool-dir DIR]
 
-Send the export requests that earlier runs spooled to RESPAN_SPOOL_DIR (or --spool-dir under the
-launcher) because their endpoint was down at exit. Each file is deleted once the endpoint accepts it.
+Send the export requests that earlier runs spooled to RESPAN_SPOOL_DIR (or --spool-dir) because
+their endpoint was down at exit. Each file is deleted once the endpoint accepts it, or refuses it
+for good (the refusal is counted).
 """
 
 
 def main(argv: list[str]) -> int:
-    if argv:
+    args = list(argv)
+    if args and args[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if argv[0] in ("-h", "--help") else 2
+        return 0
+    if (len(args) == 2 and args[0] == "--spool-dir") or (len(args) == 1 and args[0].startswith("--spool-dir=")):
+        os.environ["RESPAN_SPOOL_DIR"] = args[1] if len(args) == 2 else args[0].split("=", 1)[1]
+        args = []
+    if args:
+        print(USAGE)
+        return 2
     settings = Settings.load()
     if not settings.spool_dir:
         print("RESPAN_SPOOL_DIR is not set: there is no spool to send.")
         return 2
-    exporter, destination = make_exporter(settings, os.environ)
-    post = getattr(exporter, "post", None)
-    if post is None:
-        print(f"Spans go to {destination}, which needs no spool: nothing to send.")
+    built = [d for d in destinations.build(settings, os.environ, None) if d.transport is not None]
+    if not built:
+        print("Spans go to the local store, which needs no spool: nothing to send.")
         return 2
-    delivered, waiting = Spool(settings.spool_dir).deliver(lambda body: post(body).ok)
-    print(f"sent {delivered} spooled request(s) to {destination}; {waiting} still waiting")
-    return 0 if waiting == 0 else 1
+    status = 0
+    for destination in built:
+        spool = spool_for(settings, destination)
+        assert spool is not None
+        result = spool.deliver(spool_sender(destination))
+        line = f"sent {result.delivered} spooled span(s) to {destination.name}; "
+        line += f"{result.waiting} still waiting ({result.files_left} file(s))"
+        if result.refused:
+            line += f"; {result.refused} refused for good and deleted"
+        print(line)
+        status = status or (1 if result.waiting else 0)
+    return status

@@ -1,7 +1,9 @@
-"""What every span goes through before it leaves the process: redaction, then truncation.
+"""What every span goes through before it leaves the process.
 
-Runs on the export thread, never on the app's. A span is copied only when something in it
-changes; the copy lists what was cut in ``respan.truncated``.
+Two steps: the ``Trimmer`` cuts and sizes a span when it ends (so queues are bounded in bytes),
+and the ``Cleaner`` redacts and repairs its text on the export thread, before the standard encoder
+sees it. A span is copied only when something in it changes; a cut span lists what was cut in
+``respan.truncated``.
 """
 
 from __future__ import annotations
@@ -71,74 +73,162 @@ class Redactor:
         return self.builtin is not None and any(anchor in text for anchor in BUILTIN_ANCHORS)
 
 
-class SpanPreparer:
-    def __init__(self, redactor: Redactor | None, max_length: int) -> None:
-        self.redactor = redactor
-        self.max_length = max_length
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: protobuf would refuse the whole request
+        return False
+    return True
 
-    def _value(self, key: str, value: Any, cut: list[str]) -> Any:
-        if isinstance(value, str):
-            new = self.redactor(value) if self.redactor is not None else value
-            if len(new) > self.max_length:
-                cut.append(key)
-                new = new[: self.max_length] + "…[truncated]"
-            return new
-        if isinstance(value, tuple) and value and isinstance(value[0], str):
-            return tuple(self._value(key, v, cut) for v in value)
-        return value
 
-    def _attributes(self, attributes: Any, cut: list[str]) -> tuple[Any, bool]:
-        """The attributes with values redacted and cut; the very same mapping when nothing changed."""
+def _repair(text: str) -> str:
+    return text if text.isascii() or _encodable(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _strings(span: ReadableSpan) -> list[str]:
+    found = [span.name]
+    for mapping in (span.attributes, *(event.attributes for event in span.events)):
+        for value in (mapping or {}).values():
+            if type(value) is str:
+                found.append(value)
+            elif type(value) is tuple:
+                found += [v for v in value if type(v) is str]
+    return found
+
+
+def _value_size(value: Any) -> int:
+    """An upper bound of the value's encoded size: UTF-8 takes at most 4 bytes a character."""
+    if type(value) is str:
+        return len(value) if value.isascii() else 4 * len(value)
+    if isinstance(value, (tuple, list)):
+        return sum(_value_size(v) + 4 for v in value)
+    return 12
+
+
+def _exact_size(value: Any) -> int:
+    if type(value) is str:
+        return len(value.encode("utf-8", "replace"))
+    if isinstance(value, (tuple, list)):
+        return sum(_exact_size(v) + 4 for v in value)
+    return 12
+
+
+SPAN_OVERHEAD = 160  # ids, times, kind, status, scope: what a span costs with no attributes
+
+
+def span_size(span: ReadableSpan, measure: Callable[[Any], int] = _value_size) -> int:
+    """About how many bytes the span takes encoded (never less): for the byte bounds and request splitting."""
+    size = SPAN_OVERHEAD + measure(span.name) + measure(span.status.description or "")
+    links = span.links or ()
+    for mapping in (span.attributes, *(e.attributes for e in span.events), *(link.attributes for link in links)):
+        for key, value in (mapping or {}).items():
+            size += measure(key) + measure(value) + 8
+    size += sum(measure(e.name) + 24 for e in span.events)
+    return size + 64 * len(links)
+
+
+def _rebuild(span: ReadableSpan, attributes: Any, events: Sequence[Event], name: str | None = None) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name if name is None else name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _map_values(
+    span: ReadableSpan, change: Callable[[str, str], str]
+) -> tuple[ReadableSpan, bool]:
+    """The span with ``change(key, text)`` applied to every string; the same object when nothing changed."""
+
+    def mapped(attributes: Any) -> tuple[Any, bool]:
         out = None
         for key, value in (attributes or {}).items():
-            new = self._value(key, value, cut)
-            if new is not value and new != value:
+            if type(value) is str:
+                new: Any = change(key, value)
+            elif type(value) is tuple and any(type(v) is str for v in value):
+                new = tuple(change(key, v) if type(v) is str else v for v in value)
+            else:
+                continue
+            if new != value:
                 if out is None:
                     out = dict(attributes)
                 out[key] = new
         return (attributes, False) if out is None else (out, True)
 
+    attributes, changed = mapped(span.attributes)
+    events = []
+    for event in span.events:
+        event_attributes, event_changed = mapped(event.attributes)
+        changed = changed or event_changed
+        events.append(Event(event.name, event_attributes, event.timestamp) if event_changed else event)
+    name = change("", span.name)
+    if not changed and name == span.name:
+        return span, False
+    return _rebuild(span, attributes, events, name), True
+
+
+class Trimmer:
+    """At span end, on the app's thread: cut long values (marked) and size the span, cheaply.
+
+    Cutting here, not at export, keeps every queue bounded in bytes whatever the app records.
+    """
+
+    def __init__(self, max_length: int, max_span_bytes: int) -> None:
+        self.max_length = max_length
+        self.max_span_bytes = max_span_bytes
+
+    def _cut(self, span: ReadableSpan) -> ReadableSpan:
+        cut: list[str] = []
+
+        def change(key: str, text: str) -> str:
+            if not key or len(text) <= self.max_length:
+                return text  # the span's name (no key) is never cut
+            cut.append(key)
+            return text[: self.max_length] + "…[truncated]"
+
+        trimmed, _ = _map_values(span, change)
+        attributes = {**(trimmed.attributes or {}), TRUNCATED_ATTRIBUTE: tuple(dict.fromkeys(cut))}
+        return _rebuild(trimmed, attributes, trimmed.events)
+
+    def __call__(self, span: ReadableSpan) -> tuple[ReadableSpan | None, int]:
+        """The span to queue (the same object unless cut) and its size; None when it cannot fit a request."""
+        size = span_size(span)
+        if size > self.max_length and any(len(text) > self.max_length for text in _strings(span)):
+            span = self._cut(span)
+            size = span_size(span)
+        if size > self.max_span_bytes:
+            size = span_size(span, _exact_size)
+            if size > self.max_span_bytes:
+                return None, size
+        return span, size
+
+
+class Cleaner:
+    """Before encoding, on the export thread: redaction, and repair of text protobuf cannot encode."""
+
+    def __init__(self, redactor: Redactor | None) -> None:
+        self.redactor = redactor
+
     def _needs_work(self, span: ReadableSpan) -> bool:
-        strings: list[str] = []
-        for mapping in (span.attributes, *(event.attributes for event in span.events)):
-            for value in (mapping or {}).values():
-                if type(value) is str:
-                    strings.append(value)
-                elif type(value) is tuple:
-                    strings += [v for v in value if type(v) is str]
-        if any(len(text) > self.max_length for text in strings):
+        strings = _strings(span)
+        if self.redactor is not None and self.redactor.might_change("\x00".join(strings)):
             return True
-        return self.redactor is not None and self.redactor.might_change("\x00".join(strings))
+        return not all(text.isascii() or _encodable(text) for text in strings)
+
+    def _clean(self, key: str, text: str) -> str:
+        text = _repair(text)
+        return self.redactor(text) if self.redactor is not None and key else text
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
-        try:
-            if not self._needs_work(span):
-                return span  # the common case: nothing to redact or cut, no copy
-            cut: list[str] = []
-            attributes, changed = self._attributes(span.attributes, cut)
-            events = []
-            for event in span.events:
-                event_attributes, event_changed = self._attributes(event.attributes, cut)
-                changed = changed or event_changed
-                events.append(Event(event.name, event_attributes, event.timestamp) if event_changed else event)
-            if not changed:
-                return span
-            if cut:
-                attributes = {**attributes, TRUNCATED_ATTRIBUTE: tuple(dict.fromkeys(cut))}
-            return ReadableSpan(
-                name=span.name,
-                context=span.context,
-                parent=span.parent,
-                resource=span.resource,
-                attributes=attributes,
-                events=events,
-                links=span.links,
-                kind=span.kind,
-                status=span.status,
-                start_time=span.start_time,
-                end_time=span.end_time,
-                instrumentation_scope=span.instrumentation_scope,
-            )
-        except Exception as exc:  # noqa: BLE001 - an unpreparable span is dropped rather than sent raw
-            report_once("span preparation", exc)
-            return None  # type: ignore[return-value]
+        if not self._needs_work(span):
+            return span  # the common case: nothing to redact or repair, no copy
+        return _map_values(span, self._clean)[0]

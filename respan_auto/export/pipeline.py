@@ -1,50 +1,64 @@
-"""Wires one tracer provider: context attributes, then batching into the chosen exporter."""
+"""One pipeline per process: the destinations, the provider they hang on, and the bounded exit.
+
+At exit (or SIGTERM, or a multiprocessing child's end: ``process_end.py``) every destination
+gets what is left of ``RESPAN_EXIT_TIMEOUT``: its batch processor encodes what is queued, its
+sender delivers what it can, and what is still undelivered is spooled (with ``RESPAN_SPOOL_DIR``)
+or reported. The report is one line per fact, counted by cause, with the time really waited.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.export import SpanExporter
 
 from respan_auto.config import Settings
 from respan_auto.context import ContextAttributesProcessor
-from respan_auto.export import process_end, provider
-from respan_auto.export.batch import BatchProcessor
-from respan_auto.export.limits import Redactor, SpanPreparer
+from respan_auto.export import destinations, process_end, provider
+from respan_auto.export.destinations import Destination
+from respan_auto.export.limits import Redactor
+from respan_auto.export.sender import Leftovers, Outcome, Payload
+from respan_auto.export.spool import Spool
 
 logger = logging.getLogger("respan_auto")
 
 
-def make_exporter(settings: Settings, environ: Mapping[str, str]) -> tuple[SpanExporter, str]:
-    """The exporter for the settings, and a description of where spans go (never the key)."""
-    target = settings.export_target
-    if target == "local":
-        from respan_auto.export.local_store import LocalStoreExporter
-
-        return LocalStoreExporter(settings.local_store), f"the local store {settings.local_store}"
-    from respan_auto.export.otlp import OtlpHttpExporter, otlp_target
-
-    if target == "otlp":
-        url, headers = otlp_target(environ)
-    else:
-        url, headers = settings.traces_url, {"Authorization": f"Bearer {settings.api_key}"}
-    return OtlpHttpExporter(url, headers, max_request_bytes=settings.max_export_bytes), url
-
-
-def make_preparer(
+def make_redactor(
     settings: Settings, environ: Mapping[str, str], redact: Callable[[str], str] | None = None
-) -> SpanPreparer:
+) -> Redactor:
     secrets = (settings.api_key, environ.get("RESPAN_API_KEY"), environ.get("MISTRAL_API_KEY"))
-    redactor = Redactor(secrets, settings.redact_patterns, builtin=settings.redact_keys, hook=redact)
-    return SpanPreparer(redactor, settings.max_attribute_length)
+    return Redactor(secrets, settings.redact_patterns, builtin=settings.redact_keys, hook=redact)
+
+
+def _plural(count: int, word: str = "span") -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def spool_for(settings: Settings, destination: Destination) -> Spool | None:
+    if not settings.spool_dir or destination.transport is None:
+        return None
+    return Spool(settings.spool_dir, destination.tag, settings.spool_max_bytes)
+
+
+def spool_sender(destination: Destination) -> Callable[[bytes, int], Outcome]:
+    """Send one spooled request straight through the destination's transport, untraced."""
+    transport = destination.transport
+    assert transport is not None
+
+    def send(raw: bytes, spans: int) -> Outcome:
+        with suppress_instrumentation():
+            return transport.send(transport.from_raw(raw, spans))
+
+    return send
 
 
 class Pipeline:
-    """The tracer provider respan_auto set up, or joined when the app had one already."""
+    """The destinations respan_auto exports to, on the app's provider or its own."""
 
     def __init__(
         self,
@@ -54,60 +68,106 @@ class Pipeline:
     ) -> None:
         env = os.environ if environ is None else environ
         self.settings = settings
-        self.exporter, self.destination = make_exporter(settings, env)
-        self.processor = BatchProcessor(
-            self.exporter, max_queue_size=settings.max_queue_size, prepare=make_preparer(settings, env, redact)
-        )
+        self.destinations = destinations.build(settings, env, make_redactor(settings, env, redact))
+        self.destination = " and ".join(d.name for d in self.destinations) or "nowhere"
         resource = Resource.create({"service.name": settings.app_name} if settings.app_name else {})
-        handle = provider.install([ContextAttributesProcessor(), self.processor], resource)
+        processors = [ContextAttributesProcessor(), *(d.processor for d in self.destinations)]
+        handle = provider.install(processors, resource)
         self.provider, self.joined = handle.provider, handle.joined
+        self._exit_lock = threading.Lock()
+        self._exited_pid: int | None = None
         process_end.install(self.exit_flush)
-        self.spool = None
-        if settings.spool_dir and hasattr(self.exporter, "post"):
-            from respan_auto.export.spool import Spool
-
-            self.spool = Spool(settings.spool_dir)
+        if settings.spool_dir and any(d.transport is not None for d in self.destinations):
             threading.Thread(target=self.deliver_spool, name="respan-spool", daemon=True).start()
 
-    def deliver_spool(self) -> tuple[int, int]:
-        """Send what earlier runs left in the spool."""
-        if self.spool is None:
-            return 0, 0
-        return self.spool.deliver(lambda body: self.exporter.post(body).ok)
+    def deliver_spool(self) -> int:
+        """Send what earlier runs left in the spool; the spans delivered."""
+        delivered = 0
+        for destination in self.destinations:
+            spool = spool_for(self.settings, destination)
+            if spool is not None:
+                delivered += spool.deliver(spool_sender(destination)).delivered
+        return delivered
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return self.processor.force_flush(int(timeout * 1000))
+        """Deliver everything ended so far within ``timeout`` seconds; True if it all arrived."""
+        deadline = time.monotonic() + timeout
+        return all([d.flush(max(0.0, deadline - time.monotonic())) for d in self.destinations])
 
     def exit_flush(self) -> None:
-        """At exit: deliver what is queued within the deadline; spool or report the rest, once."""
-        if not self.flush(self.settings.exit_timeout):
-            left = self.processor.undelivered()
-            if self.spool is not None and left:
-                written = self.spool.write(self.exporter.encode(left))
-                logger.warning(
-                    "respan_auto: %d span(s) not yet delivered to %s were spooled to %s (%d file(s))",
-                    len(left),
-                    self.destination,
-                    self.settings.spool_dir,
-                    written,
-                )
-            else:
-                logger.warning(
-                    "respan_auto: %d span(s) did not reach %s before exit (waited %.1f s, RESPAN_EXIT_TIMEOUT; "
-                    "RESPAN_SPOOL_DIR keeps them for the next run)",
-                    len(left),
-                    self.destination,
-                    self.settings.exit_timeout,
-                )
-        lost = self.processor.dropped + self.processor.failed
-        if lost:
+        """At process end: deliver within the deadline; spool or report the rest, once per process."""
+        with self._exit_lock:
+            if self._exited_pid == os.getpid():
+                return
+            self._exited_pid = os.getpid()
+        started = time.monotonic()
+        deadline = started + self.settings.exit_timeout
+        for destination in self.destinations:
+            destination.encode_queued(deadline)
+        for destination in self.destinations:
+            unencoded = destination.waiting.spans
+            leftovers = Leftovers([], None)
+            if destination.sender is not None:
+                leftovers = destination.sender.finish(max(0.0, deadline - time.monotonic()))
+            self._report_undelivered(destination, leftovers, unencoded, time.monotonic() - started)
+            self._report_lost(destination)
+
+    def _report_undelivered(self, destination: Destination, left: Leftovers, unencoded: int, waited: float) -> None:
+        payloads = left.queued + ([left.unanswered] if left.unanswered is not None else [])
+        count = sum(p.spans for p in payloads) + unencoded
+        if not count:
+            return
+        where = f"{count} span(s) did not reach {destination.name} before exit"
+        when = f"waited {waited:.1f} s of RESPAN_EXIT_TIMEOUT={self.settings.exit_timeout:g}"
+        spool = spool_for(self.settings, destination)
+        if spool is None or not payloads:
+            hint = "" if spool is not None else "; RESPAN_SPOOL_DIR keeps them for the next run"
+            logger.warning("respan_auto: %s (%s)%s", where, when, hint)
+            return
+        transport = destination.transport
+        assert transport is not None
+        paths, error = spool.write((transport.raw(p), p.spans) for p in payloads)
+        spooled = sum(p.spans for p in payloads[: len(paths)])
+        if left.unanswered is not None and len(paths) == len(payloads):
+            self._forget_if_answered(destination, left.unanswered, paths[-1])
+        parts = [f"{_plural(spooled)} spooled to {self.settings.spool_dir} ({_plural(len(paths), 'file')})"]
+        if error is not None:
+            parts.append(f"{_plural(count - spooled - unencoded)} could not be spooled ({error})")
+        if unencoded:
+            parts.append(f"{_plural(unencoded)} not yet encoded were lost")
+        if left.unanswered is not None and len(paths) == len(payloads):
+            parts.append(
+                f"{_plural(left.unanswered.spans)} were sent but not yet answered: the endpoint may get them twice"
+            )
+        logger.warning("respan_auto: %s (%s): %s", where, when, "; ".join(parts))
+
+    @staticmethod
+    def _forget_if_answered(destination: Destination, payload: Payload, path: str) -> None:
+        sender = destination.sender
+        if sender is not None:
+            sender.on_late_delivery = lambda delivered: Spool.forget(path) if delivered is payload else None
+
+    @staticmethod
+    def _report_lost(destination: Destination) -> None:
+        causes = []
+        queue_full = destination.waiting.dropped + (destination.sender.counts.dropped if destination.sender else 0)
+        if queue_full:
+            causes.append(
+                f"{queue_full} because the export queue was full (RESPAN_MAX_QUEUE_SIZE, RESPAN_MAX_QUEUE_BYTES)"
+            )
+        if destination.waiting.oversize:
+            causes.append(f"{destination.waiting.oversize} larger than a request may be (RESPAN_MAX_EXPORT_BYTES)")
+        if destination.sender is not None:
+            for cause, spans in destination.sender.counts.refused_causes.items():
+                causes.append(f"{spans} refused by the endpoint ({cause})")
+        refused = destination.sender.counts.refused if destination.sender else 0
+        total = queue_full + destination.waiting.oversize + refused
+        if total:
             logger.warning(
-                "respan_auto: %d span(s) were dropped (%d: export queue full, RESPAN_MAX_QUEUE_SIZE; %d: refused)",
-                lost,
-                self.processor.dropped,
-                self.processor.failed,
+                "respan_auto: %d span(s) were dropped on the way to %s: %s", total, destination.name, "; ".join(causes)
             )
 
     def shutdown(self) -> None:
         self.exit_flush()
-        self.processor.shutdown()
+        for destination in self.destinations:
+            destination.processor.shutdown()
