@@ -384,13 +384,16 @@ def test_one_llm_span_when_another_mistral_instrumentor_is_installed(tmp_path, b
 
 def test_standard_otel_variables_keep_their_meaning(tmp_path, base_env, receiver):
     app = write(tmp_path, "app.py", APP)
-    env = {
-        **base_env,
-        "RESPAN_API_KEY": RESPAN_KEY,
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.base_url}/custom/v1/traces",
-        "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme,authorization=Basic%20abc",
-    }
-    result = run([LAUNCHER, sys.executable, app], env)
+    with OtlpReceiver() as respan:  # with a key too, spans also go to Respan (here a loopback one)
+        env = {
+            **base_env,
+            "RESPAN_API_KEY": RESPAN_KEY,
+            "RESPAN_BASE_URL": respan.base_url,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.base_url}/custom/v1/traces",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme,authorization=Basic%20abc",
+        }
+        result = run([LAUNCHER, sys.executable, app], env)
+        assert [s.name for s in respan.spans] == ["chat mistral-small-latest"]
     assert result.returncode == 0, result.stderr
     (export,) = receiver.exports
     assert export.path == "/api/custom/v1/traces"

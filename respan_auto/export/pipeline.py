@@ -113,6 +113,14 @@ class Pipeline:
             self._report_lost(destination)
 
     def _report_undelivered(self, destination: Destination, left: Leftovers, unencoded: int, waited: float) -> None:
+        if left.in_doubt is not None:
+            logger.warning(
+                "respan_auto: %d span(s) were sent to %s but not answered before exit (%.1f s); not spooled, since "
+                "the endpoint has answered before and may still be storing them",
+                left.in_doubt.spans,
+                destination.name,
+                waited,
+            )
         payloads = left.queued + ([left.unanswered] if left.unanswered is not None else [])
         count = sum(p.spans for p in payloads) + unencoded
         if not count:

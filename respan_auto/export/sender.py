@@ -46,6 +46,7 @@ class Outcome:
     retry: bool = False
     retry_after: float | None = None
     cause: str = ""  # for a refusal: the answer, in a few words ("HTTP 401")
+    answered: bool = True  # False when no answer came at all (refused connection, timeout)
 
 
 DELIVERED = Outcome(ok=True)
@@ -75,10 +76,17 @@ def backoff(attempt: int, retry_after: float | None) -> float:
 
 @dataclass
 class Leftovers:
-    """What ``finish`` hands back: never sent (or failed), and the one request still unanswered."""
+    """What ``finish`` hands back.
+
+    ``queued`` were never sent, or failed: safe to spool. The request on the wire at the deadline
+    is ``unanswered`` (spool it: the endpoint has never answered, so it is most likely down) or
+    ``in_doubt`` (the endpoint has answered before and may be working on it: spooling it could
+    deliver it twice, so it is only reported).
+    """
 
     queued: list[Payload]
-    unanswered: Payload | None
+    unanswered: Payload | None = None
+    in_doubt: Payload | None = None
 
 
 class Counts:
@@ -117,6 +125,7 @@ class Sender:
         self._closed = False
         self._inflight: Payload | None = None
         self._handed_back: Payload | None = None  # unanswered at exit: spooled, unless its answer still comes
+        self.ever_answered = False
         self.queued_spans = 0
         self.queued_bytes = 0
         self.peak_spans = 0
@@ -187,10 +196,12 @@ class Sender:
     def _send(self, payload: Payload) -> Outcome:
         try:
             with suppress_instrumentation():  # our own HTTP or gRPC call must not be traced
-                return self.transport.send(payload)
+                outcome = self.transport.send(payload)
+            self.ever_answered = self.ever_answered or outcome.answered
+            return outcome
         except Exception as exc:  # noqa: BLE001 - a transport bug must not kill the send thread
             report_once("span export", exc)
-            return Outcome(ok=False, retry=True)
+            return Outcome(ok=False, retry=True, answered=False)
 
     def _work(self) -> None:
         attempt = 0
@@ -235,7 +246,11 @@ class Sender:
             queued = list(self._queue)
             self._queue.clear()
             self.queued_spans = self.queued_bytes = 0
-            unanswered = self._handed_back = self._inflight
+            inflight = self._inflight
+            if not self.ever_answered:
+                self._handed_back = inflight
             self._cond.notify_all()
         self._wake.set()
-        return Leftovers(queued, unanswered)
+        if self.ever_answered:
+            return Leftovers(queued, in_doubt=inflight)
+        return Leftovers(queued, unanswered=inflight)

@@ -71,6 +71,20 @@ class EndStage(SpanProcessor):
         self.batch_processor = batch_processor
         self.trimmer = trimmer
         self.waiting = waiting
+        self._nudging = threading.Lock()
+
+    def _nudge(self) -> None:
+        """Large spans fill the byte budget long before a batch is full: have them encoded now, off this thread."""
+        if not self._nudging.acquire(blocking=False):
+            return
+
+        def encode() -> None:
+            try:
+                self.batch_processor.force_flush()
+            finally:
+                self._nudging.release()
+
+        threading.Thread(target=encode, name="respan-encode", daemon=True).start()
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         pass
@@ -86,6 +100,8 @@ class EndStage(SpanProcessor):
                 return
             if self.waiting.admit(trimmed, size):
                 self.batch_processor.on_end(trimmed)
+                if self.waiting.bytes > self.waiting.max_bytes // 4:
+                    self._nudge()
         except Exception as exc:  # noqa: BLE001 - never raise into the span's end, which is the app's call
             report_once("span end", exc)
 

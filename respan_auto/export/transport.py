@@ -60,7 +60,7 @@ class Reporter:
             self.target,
             type(error).__name__,
         )
-        return Outcome(ok=False, retry=True)
+        return Outcome(ok=False, retry=True, answered=False)
 
     def transient(self, answer: str, retry_after: float | None = None) -> Outcome:
         self.once(answer, "respan_auto: %s answered %s; spans are kept and retried", self.target, answer)
