@@ -45,7 +45,15 @@ if os.environ.get("IN_CODE_URL"):
 client = Mistral(api_key="k", server_url=os.environ["STANDIN_URL"])
 with trace.get_tracer("app").start_as_current_span("app-span"):
     client.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}])
-state = {"wrapped": hasattr(Chat.complete, "__wrapped__"), "provider": type(trace.get_tracer_provider()).__name__}
+
+def wrapped_by_us(method):  # other Mistral instrumentors (openinference) may wrap it too
+    while method is not None:
+        if "respan_auto" in getattr(getattr(method, "_self_wrapper", None), "__module__", ""):
+            return True
+        method = getattr(method, "__wrapped__", None)
+    return False
+
+state = {"wrapped": wrapped_by_us(vars(Chat)["complete"]), "provider": type(trace.get_tracer_provider()).__name__}
 print("APP " + json.dumps(state), file=sys.stderr)
 """
 
@@ -144,8 +152,9 @@ def respan_lines(stderr: str) -> list[str]:
 def test_not_chosen_the_run_is_as_without_us(run, first):
     without_us = run(hide="respan-auto")
     seen = run(first=first)
-    assert without_us["console"], without_us["stderr"]  # the control: opentelemetry-distro's console exporter
-    assert names(seen["console"]) == names(without_us["console"]) == ["app-span"]
+    assert "app-span" in names(without_us["console"]), without_us["stderr"]  # the control: their console exporter
+    assert names(seen["console"]) == names(without_us["console"])  # other instrumentors' spans included
+    assert ours(seen["console"]) == []
     assert seen["provider"] == without_us["provider"] == "TracerProvider"
     assert seen["wrapped"] is without_us["wrapped"] is False
     assert seen["stored"] == []
@@ -158,9 +167,9 @@ def test_not_chosen_the_run_is_as_without_us(run, first):
 def test_chosen_by_otel_python_distro(run, first):
     seen = run({"OTEL_PYTHON_DISTRO": "respan"}, first=first)
     assert seen["wrapped"] is True
-    spans = {s["name"]: s for s in seen["stored"]}
-    assert set(spans) == {"app-span", f"chat {MODEL}"}
-    assert spans[f"chat {MODEL}"]["parent_id"] == spans["app-span"]["span_id"]
+    (chat,) = ours(seen["stored"])
+    (app_span,) = [s for s in seen["stored"] if s["name"] == "app-span"]
+    assert chat["name"] == f"chat {MODEL}" and chat["parent_id"] == app_span["span_id"]
     assert seen["console"] == []  # opentelemetry-distro's configurator did not run
 
 
@@ -180,7 +189,7 @@ def test_chosen_by_a_respan_variable(run, first):
 def test_only_ours_installed_acts(run):
     seen = run(hide="opentelemetry-distro") if _installed("opentelemetry-distro") else run()
     assert seen["wrapped"] is True
-    assert names(seen["stored"]) == ["app-span", f"chat {MODEL}"]
+    assert names(ours(seen["stored"])) == [f"chat {MODEL}"] and "app-span" in names(seen["stored"])
     assert seen["console"] == []
 
 
@@ -197,7 +206,7 @@ def test_respan_enabled_false_leaves_chat_unwrapped_with_only_ours(run):
 def test_respan_enabled_false_hands_the_run_to_the_other_distro(run, first):
     seen = run({"RESPAN_ENABLED": "false"}, first=first)
     assert seen["wrapped"] is False
-    assert names(seen["console"]) == ["app-span"]
+    assert "app-span" in names(seen["console"]) and ours(seen["console"]) == []
     assert seen["stored"] == []
 
 
