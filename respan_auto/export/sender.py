@@ -11,11 +11,9 @@ hands back what is left so that it can be spooled; nothing is both handed back a
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any, Protocol
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from respan_auto._guard import report_once
+from respan_auto.export.fork import reset_in_child
 
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 120.0
@@ -108,15 +107,7 @@ class Sender:
         self.max_bytes = max(1, max_bytes)
         self.on_late_delivery: Callable[[Payload], None] | None = None
         self._start()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_in_child() -> None:
-                sender = ref()
-                if sender is not None:
-                    sender._start()  # the parent's requests are the parent's to send
-
-            os.register_at_fork(after_in_child=after_in_child)
+        reset_in_child(self, "_start")
 
     def _start(self) -> None:
         self._queue: deque[Payload] = deque()

@@ -9,9 +9,7 @@ into requests under the size limit. Both keep counts for the exit report.
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from respan_auto._guard import report_once
 from respan_auto.export import transport
+from respan_auto.export.fork import reset_in_child
 from respan_auto.export.limits import Cleaner, Trimmer, span_size
 
 
@@ -30,15 +29,7 @@ class Waiting:
         self.max_spans = max_spans
         self.max_bytes = max_bytes
         self._reset()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_in_child() -> None:
-                waiting = ref()
-                if waiting is not None:
-                    waiting._reset()  # the batch processor empties its queue in the child too
-
-            os.register_at_fork(after_in_child=after_in_child)
+        reset_in_child(self, "_reset")  # the batch processor empties its queue in the child too
 
     def _reset(self) -> None:
         self.lock = threading.Lock()
