@@ -114,10 +114,12 @@ class FollowingTracerProvider(trace.TracerProvider):
     ``force_flush``, ``resource``) reach the target; ``shutdown`` only ever stops a provider of ours.
     """
 
-    def __init__(self, target: Any, own: TracerProvider | None = None) -> None:
+    def __init__(
+        self, target: Any, own: TracerProvider | None = None, processors: Sequence[SpanProcessor] = ()
+    ) -> None:
         self.target = target
         self.own = own
-        self._processors: list[SpanProcessor] = []
+        self._processors = list(processors)  # what goes with us when the app's provider takes over
         self._tracers: dict[Any, _FollowingTracer] = {}
 
     def get_tracer(
@@ -193,7 +195,7 @@ class ProviderHandle:
 
     @property
     def joined(self) -> bool:
-        """Whether our spans go through the app's provider (now: it may take over later)."""
+        """Whether our spans go through the app's provider at this moment (it may take over later)."""
         return self.provider.target is not self.own
 
 
@@ -210,8 +212,7 @@ def install(processors: Sequence[SpanProcessor], resource: Resource) -> Provider
     own = TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=span_limits())
     for processor in processors:
         own.add_span_processor(processor)
-    following = FollowingTracerProvider(own, own=own)
-    following._processors.extend(processors)
+    following = FollowingTracerProvider(own, own=own, processors=processors)
     if not isinstance(current, trace.ProxyTracerProvider):
         # the global is taken by a provider that takes no processors (a no-op one): ours stays private
         logger.debug("respan_auto: the global tracer provider (%s) is not ours to join", type(current).__name__)
@@ -260,8 +261,8 @@ def _watch_global_sets() -> bool:
     if not callable(original) or _set_once_guard() is None:
         warn_once(
             "provider:layout",
-            "respan_auto: this opentelemetry-api has a layout we do not know; a TracerProvider the app sets up "
-            "after respan_auto starts will be refused by OpenTelemetry (its spans then go to Respan only)",
+            "respan_auto: this opentelemetry-api has a layout we do not know: a TracerProvider the app sets up "
+            "after respan_auto started will be refused by OpenTelemetry, and the app's own exporters get no spans",
         )
         return False
     _original_set = original
