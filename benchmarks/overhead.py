@@ -1,67 +1,83 @@
-"""What the Mistral instrumentation costs a caller: the real SDK, bare vs instrumented, with real span export.
+"""What tracing a Mistral call costs the process: the real SDK, bare against ours and against OpenInference.
 
 Why it is built this way:
 
 * The SDK talks to an in-process ``MockTransport`` that replays the stand-in's canned answers
   (``respan_auto.testing.mistral_server``), built once per distinct request body: the bare figure is the
   SDK's own CPU cost, with no network and no stand-in work in it. Next to a real API call (hundreds of
-  milliseconds) any overhead shrinks further; this is the worst case.
-* Spans go through respan_auto's own pipeline, as ``respan-instrument`` wires it: its context-attributes
-  processor, its ``BatchProcessor`` (default settings) and its ``OtlpHttpExporter`` (OTLP protobuf, gzip,
-  over urllib), to the loopback ``OtlpReceiver`` of ``respan_auto.testing``. Every block ends with a
-  ``force_flush`` outside the timed loop, and blocks stay under the processor's batch size (512 spans) and
-  its 1 s timer, so export work never lands in a measured block; its cost is reported per span, from the replay
-  phase below (big enough batches). The receiver runs in this process and decodes each request before it
-  answers, so that figure includes its decoding; the decoding alone is timed afterwards and reported too.
-* Bare and instrumented blocks alternate in ABBA order, many short rounds, and the overhead is the median
-  of the per-round pairs with a 95 % interval, so that drift and a busy neighbour cancel out.
-* The SDK costs milliseconds per call (it builds pydantic models per request and per stream event), so a
-  1 % effect end to end sits close to the noise of a shared machine. A second phase replaces
-  ``Chat.complete``/``stream`` with replays of real SDK answers, leaving only the instrumentation to time,
-  to a fraction of a microsecond. That is a lower bound: run hot in a tight loop our code is faster than
-  between real SDK calls, whose work evicts it from the CPU caches.
-* Verdicts: "not met" when even the lower bound misses a target; otherwise what the end-to-end interval
-  says: "met", "not met", or "inconclusive" when it straddles the target (run longer, or on a quiet box).
+  milliseconds of waiting) any overhead shrinks further; this is the worst case.
+* Three arms in the same run, switched by ``instrument()``/``uninstrument()``: the bare SDK; ours, our
+  ``MistralAIInstrumentor`` on the default pipeline exactly as ``Respan()`` and the launcher build it
+  (``Pipeline(Settings.load(...))`` with RESPAN_API_KEY and RESPAN_BASE_URL: context processor, end stage,
+  the SDK's ``BatchSpanProcessor``, export stage, the standard OTLP/HTTP exporter with gzip, our sender
+  thread); and OpenInference's ``MistralAIInstrumentor`` on a plain SDK ``BatchSpanProcessor`` and the standard
+  ``OTLPSpanExporter`` (gzip too, so that both pay for compression). Both export to the same receiver.
+* The cost is CPU, counted two ways. Process CPU (``time.process_time_ns``) covers every thread, so the
+  batch processor's encoding and the sender's posting are in it; that is the headline. The app thread alone
+  (``time.thread_time_ns``) is shown beside it: what the caller's own thread pays inside the calls.
+* Export is asynchronous, so every block ends with a flush of both pipelines inside its process-CPU window,
+  and starts empty (its untimed warm-up call is flushed before the clock starts): the export work of a
+  block's spans is charged to that block, in one request per block. Bare blocks flush the idle pipelines too,
+  so that the fixed cost of a flush cancels out. Blocks last about ``block_seconds``, like the gaps between
+  the batch processor's timed exports under a steady stream of calls; their span counts are printed.
+* The loopback receiver runs in a child process (``_receiver.py``, pinned to the last core; this process to
+  the others) because it decodes every request: in here its CPU would count against us.
+* Arms alternate in mirrored order (A B C C B A) over many short rounds, and each figure is the median of
+  per-round differences with a distribution-free 95 % interval, so that drift and busy neighbours cancel;
+  ours as a fraction of OpenInference's is the ratio of the two medians, with a bootstrap interval.
+* A second phase replaces ``Chat.complete``/``stream`` with replays of real SDK answers (with the same
+  signatures, which OpenInference inspects), leaving only tracing and export to time. That is a lower bound:
+  run hot in a tight loop, the tracing code is faster than between real SDK calls, which evict it from the
+  CPU caches, and its blocks carry more spans per request.
+* Verdicts: "not met" when even the lower bound misses a goal; otherwise what the end-to-end interval
+  says: "met", "not met", or "inconclusive" when it straddles the goal (run longer, or on a quiet machine).
 
-Usage: ``python benchmarks/overhead.py [--quick] [--json]``. The exit code is 0 whether or not the targets
-are met: this is a report, not a gate.
+Usage: ``python benchmarks/overhead.py [--quick] [--json]``. The exit code is 0 whether or not the goals are
+met: this is a report, not a gate.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from _receiver import ReceiverProcess, other_cores
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from respan_auto import config
-from respan_auto.context import ContextAttributesProcessor
-from respan_auto.export.batch import BatchProcessor
-from respan_auto.export.otlp import OtlpHttpExporter
+from respan_auto.config import Settings
+from respan_auto.export.pipeline import Pipeline
 from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
 from respan_auto.testing.mistral_server import completion_body, sse_events
-from respan_auto.testing.otlp_receiver import OtlpReceiver, decode
 from respan_auto.version import __version__
 
 MODEL = "mistral-small-latest"
 STREAM_CHUNKS = 100
 COMPLETE_MESSAGES = [{"role": "user", "content": "Say hello to the benchmark in one short sentence."}]
 STREAM_MESSAGES = [{"role": "user", "content": f"Tell a long story. #chunks={STREAM_CHUNKS}"}]
-TARGET_COMPLETE_PCT = 3.0
-TARGET_CHUNK_US = 2.0
+CHUNKS = {"complete": 1, "stream": STREAM_CHUNKS}
+GOAL_COMPLETE_PCT = 3.0
+GOAL_CHUNK_US = 2.0
+GOAL_FRACTION_OF_OI = 0.25
+API_KEY = "rsp_0123456789abcdef0123456789abcdef"
+MAX_BLOCK_CALLS = 512  # the batch processor's batch size: past it, it would export in the middle of a block
 MIN_ROUNDS = 6
+OUR_SCOPE = "respan_auto.instrumentation.mistralai"
+OI_SCOPE = "openinference.instrumentation.mistralai"
 
 
 @dataclass(frozen=True)
@@ -72,8 +88,8 @@ class Phase:
     block_seconds: float
 
 
-FULL = {"end_to_end": Phase(40.0, 0.05), "alone": Phase(8.0, 0.02)}
-QUICK = {"end_to_end": Phase(6.0, 0.05), "alone": Phase(1.5, 0.02)}
+FULL = {"end_to_end": Phase(150.0, 1.0), "alone": Phase(30.0, 0.2)}
+QUICK = {"end_to_end": Phase(15.0, 0.3), "alone": Phase(4.0, 0.1)}
 
 Workloads = dict[str, Callable[[], None]]
 
@@ -123,7 +139,7 @@ def workloads(client: Any) -> Workloads:
 
 
 class _Replay:
-    """The SDK's ``EventStream`` as the instrumentation sees it (iterator, context manager, ``close``)."""
+    """The SDK's ``EventStream`` as the instrumentations see it (iterator, context manager, ``close``)."""
 
     def __init__(self, events: list[Any]) -> None:
         self._events = iter(events)
@@ -146,17 +162,25 @@ class _Replay:
 
 @contextmanager
 def replayed_sdk(client: Any) -> Iterator[None]:
-    """Swap ``Chat.complete``/``stream`` for replays of real SDK answers, so that only our wrappers cost time.
+    """Swap ``Chat.complete``/``stream`` for replays of real SDK answers, so that only tracing costs time.
 
-    Call while uninstrumented: ``instrument()`` then wraps the replays exactly as it wraps the SDK methods.
+    Call while uninstrumented: ``instrument()`` then wraps the replays as it wraps the SDK methods. The
+    replays carry the originals' signatures (``__wrapped__``), which OpenInference binds the arguments to.
     """
     response = client.chat.complete(model=MODEL, messages=COMPLETE_MESSAGES)
     with client.chat.stream(model=MODEL, messages=STREAM_MESSAGES) as stream:
         events = list(stream)
     chat_class = type(client.chat)
     originals = {name: vars(chat_class)[name] for name in ("complete", "stream")}
-    chat_class.complete = lambda self, **kwargs: response
-    chat_class.stream = lambda self, **kwargs: _Replay(events)
+
+    def complete(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return response
+
+    def stream_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _Replay(events)
+
+    chat_class.complete = functools.update_wrapper(complete, originals["complete"])
+    chat_class.stream = functools.update_wrapper(stream_, originals["stream"])
     try:
         yield
     finally:
@@ -164,119 +188,178 @@ def replayed_sdk(client: Any) -> Iterator[None]:
             setattr(chat_class, name, original)
 
 
-# ---------------------------------------------------------------- where the spans go
+# ---------------------------------------------------------------- the three arms
 
 
-def loopback_only() -> None:
-    """Keep urllib's proxy settings from the environment off the exporter's requests to 127.0.0.1."""
-    bypass = [p for p in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").split(",") if p.strip()]
-    os.environ["no_proxy"] = ",".join([*bypass, "127.0.0.1"])
+class Arm:
+    """One way of running the SDK: ``on()`` before a block, ``off()`` after; ``scope`` names its spans."""
+
+    name = "bare"
+    scope: str | None = None
+    note = "no instrumentation"
+
+    def on(self) -> None:
+        return None
+
+    def off(self) -> None:
+        return None
+
+    def flush(self) -> bool:
+        return True
 
 
-def make_provider(rx: OtlpReceiver) -> tuple[TracerProvider, BatchProcessor, str]:
-    """A tracer provider wired as respan_auto's pipeline wires one, exporting to the receiver."""
-    url = rx.base_url + "/v2/traces"
-    processor = BatchProcessor(OtlpHttpExporter(url, {"Authorization": "Bearer benchmark"}))
-    provider = TracerProvider()
-    provider.add_span_processor(ContextAttributesProcessor())
-    provider.add_span_processor(processor)
-    return provider, processor, f"OtlpHttpExporter (OTLP protobuf, gzip, urllib) to {url}"
+class Ours(Arm):
+    """Our instrumentor on the default pipeline, built from settings as ``Respan()`` builds it."""
+
+    name = "ours"
+    scope = OUR_SCOPE
+
+    def __init__(self, receiver_url: str) -> None:
+        # a key that appears in no prompt: one that did would be redacted, and each span copied, on export
+        environ = {"RESPAN_API_KEY": API_KEY, "RESPAN_BASE_URL": receiver_url + "/api"}
+        self.settings = Settings.load(environ=environ)
+        self.pipeline = Pipeline(self.settings, environ=environ)
+        self.instrumentor = MistralAIInstrumentor()
+        self.note = f"respan_auto Pipeline to {self.settings.traces_url} ({self.pipeline.destination})"
+
+    def on(self) -> None:
+        self.instrumentor.instrument(
+            tracer_provider=self.pipeline.provider, capture_content=self.settings.trace_content
+        )
+
+    def off(self) -> None:
+        self.instrumentor.uninstrument()
+
+    def flush(self) -> bool:
+        return self.pipeline.flush(timeout=30.0)
 
 
-def receiver_decode_us_per_span(rx: OtlpReceiver) -> float | None:
-    """What the receiver's decoding of the requests costs per span, timed again once the run is over."""
-    bodies = [export.raw for export in rx.exports]
-    start = time.perf_counter_ns()
-    count = sum(len(decode(body)) for body in bodies)
-    return round((time.perf_counter_ns() - start) / count / 1e3, 2) if count else None
+class OpenInference(Arm):
+    """OpenInference's instrumentor on a plain SDK ``BatchSpanProcessor`` and the standard OTLP/HTTP exporter."""
+
+    name = "openinference"
+    scope = OI_SCOPE
+
+    def __init__(self, receiver_url: str) -> None:
+        from openinference.instrumentation.mistralai import MistralAIInstrumentor as OIInstrumentor
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = receiver_url + "/v1/traces"
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, compression=Compression.Gzip))
+        )
+        self.instrumentor = OIInstrumentor()
+        self.note = (
+            f"openinference-instrumentation-mistralai {version('openinference-instrumentation-mistralai')}, "
+            f"BatchSpanProcessor + OTLPSpanExporter (gzip) to {endpoint}"
+        )
+
+    def on(self) -> None:
+        self.instrumentor.instrument(tracer_provider=self.provider)
+
+    def off(self) -> None:
+        self.instrumentor.uninstrument()
+
+    def flush(self) -> bool:
+        return bool(self.provider.force_flush(30_000))
+
+
+def make_arms(receiver_url: str) -> tuple[list[Arm], str | None]:
+    """Bare, ours and, when it is installed and works here, OpenInference; else a note saying why not."""
+    arms: list[Arm] = [Arm(), Ours(receiver_url)]
+    try:
+        version("openinference-instrumentation-mistralai")
+    except PackageNotFoundError:
+        return arms, "openinference-instrumentation-mistralai is not installed"
+    try:
+        arm = OpenInference(receiver_url)
+        arm.on()
+        arm.off()
+    except Exception as exc:  # noqa: BLE001 - a comparison we cannot run is skipped, with the reason
+        return arms, f"OpenInference failed here ({type(exc).__name__}: {exc})"
+    return [*arms, arm], None
 
 
 # ---------------------------------------------------------------- measuring
 
 
-def per_call_ns(call: Callable[[], None], count: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(count):
-        call()
-    return (time.perf_counter_ns() - start) / count
+@dataclass
+class Block:
+    """One block of calls: CPU in ns per call, process-wide (with the flush) and on the app thread."""
+
+    process: float
+    thread: float
 
 
 @dataclass
 class Samples:
-    """Per-block figures of one workload in ns per call; ``bare[i]`` and ``traced[i]`` are one round's pair."""
+    """Per-arm blocks of one workload; ``blocks[arm][i]`` belong to round ``i``."""
 
-    bare: list[float] = field(default_factory=list)
-    traced: list[float] = field(default_factory=list)
-    export: list[float] = field(default_factory=list)
+    blocks: dict[str, list[Block]] = field(default_factory=dict)
 
 
 class Bench:
-    """Runs blocks of calls, bare or instrumented, on one tracer provider.
+    """Runs blocks of calls under each arm; counts the spans each traced arm should have sent."""
 
-    ``max_calls`` caps a block (with its untimed call) below the processor's batch size, at which the export
-    thread would start sending in the middle of the block.
-    """
+    def __init__(self, arms: list[Arm]) -> None:
+        self.arms = arms
+        self.expected = {arm.name: 0 for arm in arms}
+        self.flush_failures = 0
 
-    def __init__(self, provider: TracerProvider, max_calls: int) -> None:
-        self.provider = provider
-        self.max_calls = max_calls
-        self.instrumentor = MistralAIInstrumentor()
-        self.traced_calls = 0
+    def flush_all(self) -> None:
+        for arm in self.arms:
+            if not arm.flush():
+                self.flush_failures += 1
 
     @contextmanager
-    def mode(self, traced: bool) -> Iterator[None]:
-        if traced:
-            self.instrumentor.instrument(tracer_provider=self.provider)
+    def armed(self, arm: Arm) -> Iterator[None]:
+        arm.on()
         try:
             yield
         finally:
-            if traced:
-                self.instrumentor.uninstrument()
+            arm.off()
 
-    def timed(self, call: Callable[[], None], count: int, traced: bool) -> tuple[float, float]:
-        """(ns per call, ns per call spent flushing the spans out), after one untimed call.
+    def block(self, arm: Arm, call: Callable[[], None], count: int) -> Block:
+        """``count`` calls and the flush that sends their spans, after one untimed call, flushed beforehand.
 
-        The untimed call keeps the cost of switching modes (``instrument()`` reads package metadata and
-        evicts caches) out of the figures.
+        The untimed call keeps the cost of switching arms (``instrument()`` reads package metadata and
+        evicts caches) out of the figures; flushing it leaves the pipelines empty when the clock starts.
         """
         call()
-        elapsed = per_call_ns(call, count)
-        start = time.perf_counter_ns()
-        self.provider.force_flush()
-        if traced:
-            self.traced_calls += count + 1
-        return elapsed, (time.perf_counter_ns() - start) / count
+        self.flush_all()
+        process, thread = time.process_time_ns(), time.thread_time_ns()
+        for _ in range(count):
+            call()
+        thread = time.thread_time_ns() - thread
+        self.flush_all()
+        process = time.process_time_ns() - process
+        self.expected[arm.name] += count + 1
+        return Block(process / count, thread / count)
 
     def calibrate(self, work: Workloads, block_seconds: float) -> dict[str, int]:
-        """Calls per block, sized on the instrumented (slower) path, which this also warms up."""
+        """Calls per block, sized on the slowest arm's process CPU, which this also warms up."""
         counts = {}
-        with self.mode(traced=True):
-            for name, call in work.items():
-                count = 1
-                while (block_ns := self.timed(call, count, traced=True)[0] * count) < block_seconds * 1e9 / 4:
-                    if count == self.max_calls:
-                        break
-                    count = min(count * 4, self.max_calls)
-                counts[name] = max(1, min(self.max_calls, round(count * block_seconds * 1e9 / block_ns)))
-        with self.mode(traced=False):
-            for name, call in work.items():
-                self.timed(call, counts[name], traced=False)
+        for name, call in work.items():
+            slowest = 0.0
+            for arm in self.arms:
+                with self.armed(arm):
+                    slowest = max(slowest, self.block(arm, call, 3).process)
+            counts[name] = max(1, min(MAX_BLOCK_CALLS, round(block_seconds * 1e9 / slowest)))
         return counts
 
     def run(self, work: Workloads, phase: Phase) -> tuple[dict[str, Samples], dict[str, int]]:
-        """ABBA rounds until the phase's time is up; returns the samples and the calls per block."""
+        """Mirrored rounds (A B C C B A) until the phase's time is up; the samples and the calls per block."""
         counts = self.calibrate(work, phase.block_seconds)
-        samples = {name: Samples() for name in work}
+        samples = {name: Samples({arm.name: [] for arm in self.arms}) for name in work}
         deadline = time.perf_counter() + phase.seconds
         rounds = 0
         while rounds < MIN_ROUNDS or time.perf_counter() < deadline:
-            for traced in (False, True, True, False):  # two rounds, in ABBA order
-                with self.mode(traced):
+            for arm in [*self.arms, *reversed(self.arms)]:
+                with self.armed(arm):
                     for name, call in work.items():
-                        elapsed, export = self.timed(call, counts[name], traced)
-                        (samples[name].traced if traced else samples[name].bare).append(elapsed)
-                        if traced:
-                            samples[name].export.append(export)
+                        samples[name].blocks[arm.name].append(self.block(arm, call, counts[name]))
             rounds += 2
         return samples, counts
 
@@ -294,205 +377,314 @@ def median_ci(values: Sequence[float]) -> Estimate:
     return statistics.median(ordered), ordered[k], ordered[-1 - k]
 
 
-def _figure(estimate: Estimate, scale: float, digits: int = 2) -> dict[str, Any]:
+def _figure(estimate: Estimate, scale: float = 1.0, digits: int = 2) -> dict[str, Any]:
     value, low, high = (round(x * scale, digits) for x in estimate)
     return {"value": value, "ci95": [low, high]}
 
 
-def _added(samples: Samples) -> Estimate:
-    """The median per-round difference, instrumented minus bare, in ns."""
-    return median_ci([traced - bare for bare, traced in zip(samples.bare, samples.traced, strict=True)])
+def _pairs(samples: Samples, arm: str, kind: str) -> list[tuple[float, float]]:
+    """(bare, traced) ns per call of each round, for ``kind`` "process" or "thread"."""
+    bare, traced = samples.blocks["bare"], samples.blocks[arm]
+    return [(getattr(b, kind), getattr(t, kind)) for b, t in zip(bare, traced, strict=True)]
 
 
-def _per_chunk(result: dict[str, Any], added: Estimate, chunks: int) -> dict[str, Any]:
-    if chunks > 1:
-        result["added_us_per_chunk"] = _figure(added, 1e-3 / chunks, digits=3)
+def arm_figures(samples: Samples, arm: str, chunks: int) -> dict[str, Any]:
+    """Added µs per call (and per chunk) and overhead %, process-wide and on the app thread."""
+    result: dict[str, Any] = {}
+    for kind in ("process", "thread"):
+        pairs = _pairs(samples, arm, kind)
+        added = median_ci([t - b for b, t in pairs])
+        result[kind] = {
+            "traced_us": round(statistics.median(t for _, t in pairs) / 1e3, 2),
+            "added_us": _figure(added, 1e-3),
+            "overhead_pct": _figure(median_ci([t / b - 1 for b, t in pairs]), 100),
+        }
+        if chunks > 1:
+            result[kind]["added_us_per_chunk"] = _figure(added, 1e-3 / chunks, digits=3)
     return result
 
 
-def end_to_end_figures(samples: Samples, chunks: int = 1) -> dict[str, Any]:
-    """Medians of each side, and the median per-round difference and ratio with their intervals."""
-    added = _added(samples)
-    ratios = [traced / bare - 1 for bare, traced in zip(samples.bare, samples.traced, strict=True)]
-    result = {
-        "bare_us": round(statistics.median(samples.bare) / 1e3, 2),
-        "instrumented_us": round(statistics.median(samples.traced) / 1e3, 2),
-        "added_us": _figure(added, 1e-3),
-        "overhead_pct": _figure(median_ci(ratios), 100),
-        "rounds": len(ratios),
-    }
-    return _per_chunk(result, added, chunks)
+def fraction_of(samples: Samples, ours: str, theirs: str, resamples: int = 2000) -> dict[str, Any]:
+    """Our added process CPU over theirs: the ratio of the two median added costs, with a bootstrap 95 % interval.
 
-
-def alone_figures(samples: Samples, bare_sdk_ns: float, chunks: int = 1) -> dict[str, Any]:
-    """What the instrumentation adds by itself, also as a share of the bare SDK call, and what exporting costs.
-
-    Export is timed here rather than end to end, where blocks are too short to amortise a request.
+    Rounds are resampled whole, so each keeps its three blocks together; a resample in which theirs added
+    nothing counts as an unbounded ratio rather than being dropped, which would flatter us.
     """
-    added = _added(samples)
-    result = {
-        "added_us": _figure(added, 1e-3),
-        "pct_of_bare_sdk_call": _figure(added, 100 / bare_sdk_ns),
-        "export_us_per_span": round(statistics.median(samples.export) / 1e3, 2),
-        "rounds": len(samples.traced),
+    added_ours = [t - b for b, t in _pairs(samples, ours, "process")]
+    added_theirs = [t - b for b, t in _pairs(samples, theirs, "process")]
+
+    def ratio(rounds: Sequence[int]) -> float:
+        theirs_median = statistics.median(added_theirs[i] for i in rounds)
+        return statistics.median(added_ours[i] for i in rounds) / theirs_median if theirs_median > 0 else math.inf
+
+    rng = random.Random(0)
+    n = len(added_ours)
+    boot = sorted(ratio([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    low, high = boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]
+    value = ratio(range(n))
+    return {
+        "value": round(value, 3) if math.isfinite(value) else None,
+        "ci95": [round(x, 3) if math.isfinite(x) else None for x in (low, high)],
     }
-    return _per_chunk(result, added, chunks)
+
+
+def phase_figures(samples: dict[str, Samples], arms: list[str], bare_sdk: dict[str, float]) -> dict[str, Any]:
+    """Per workload: the bare figures and each traced arm's; ``bare_sdk`` (ns) scales the replay phase."""
+    result: dict[str, Any] = {}
+    for name, sample in samples.items():
+        bare = sample.blocks["bare"]
+        entry: dict[str, Any] = {
+            "bare_us": {
+                kind: round(statistics.median(getattr(b, kind) for b in bare) / 1e3, 2)
+                for kind in ("process", "thread")
+            },
+            "rounds": len(bare),
+        }
+        for arm in arms:
+            figures = arm_figures(sample, arm, CHUNKS[name])
+            added = figures["process"]["added_us"]
+            figures["process"]["pct_of_bare_sdk_call"] = {
+                "value": round(added["value"] * 1e5 / bare_sdk[name], 2),
+                "ci95": [round(x * 1e5 / bare_sdk[name], 2) for x in added["ci95"]],
+            }
+            entry[arm] = figures
+        if "openinference" in arms:
+            entry["ours_fraction_of_openinference"] = fraction_of(sample, "ours", "openinference")
+        result[name] = entry
+    return result
 
 
 def verdict(figure: dict[str, Any], limit: float) -> str:
     low, high = figure["ci95"]
+    if low is None:  # unbounded from below: their overhead was not even measurable
+        return "inconclusive"
+    high = math.inf if high is None else high
     return "met" if high <= limit else "not met" if low > limit else "inconclusive"
 
 
-def target(limit: float, unit: str, end_to_end: dict[str, Any], alone: dict[str, Any]) -> dict[str, Any]:
-    """The end-to-end verdict, unless the instrumentation alone (a lower bound) already misses the target."""
-    ends, alones = verdict(end_to_end, limit), verdict(alone, limit)
-    return {
-        "limit": limit,
-        "unit": unit,
-        "end_to_end": {**end_to_end, "verdict": ends},
-        "alone": {**alone, "verdict": alones},
-        "verdict": "not met" if alones == "not met" else ends,
-    }
+def goal(limit: float, unit: str, end_to_end: dict[str, Any], alone: dict[str, Any] | None) -> dict[str, Any]:
+    """The end-to-end verdict, unless the replay phase (a lower bound) already misses the goal."""
+    ends = verdict(end_to_end, limit)
+    result = {"limit": limit, "unit": unit, "end_to_end": {**end_to_end, "verdict": ends}, "verdict": ends}
+    if alone is not None:
+        alones = verdict(alone, limit)
+        result["alone"] = {**alone, "verdict": alones}
+        if alones == "not met":
+            result["verdict"] = "not met"
+    return result
 
 
-def figures(
-    end_to_end: dict[str, Samples], alone: dict[str, Samples], counts: dict[str, dict[str, int]]
+def marginal_per_chunk(samples: dict[str, Samples], arm: str) -> dict[str, Any]:
+    """(Added per stream call - added per complete call) / chunks, per round: what one more chunk costs."""
+    complete, stream = _pairs(samples["complete"], arm, "process"), _pairs(samples["stream"], arm, "process")
+    values = [((ts - bs) - (tc - bc)) / STREAM_CHUNKS for (bc, tc), (bs, ts) in zip(complete, stream, strict=True)]
+    return _figure(median_ci(values), 1e-3, digits=3)
+
+
+def goals(
+    e2e: dict[str, Any], solo: dict[str, Any], samples: dict[str, dict[str, Samples]], with_oi: bool
 ) -> dict[str, Any]:
-    chunks = {"complete": 1, "stream": STREAM_CHUNKS}
-    e2e = {name: end_to_end_figures(end_to_end[name], chunks[name]) for name in chunks}
-    solo = {name: alone_figures(alone[name], statistics.median(end_to_end[name].bare), chunks[name]) for name in chunks}
-    return {
-        "end_to_end": {**e2e, "calls_per_block": counts["end_to_end"]},
-        "alone": {**solo, "calls_per_block": counts["alone"]},
-        "targets": {
-            "complete_overhead": target(
-                TARGET_COMPLETE_PCT, "%", e2e["complete"]["overhead_pct"], solo["complete"]["pct_of_bare_sdk_call"]
-            ),
-            "stream_per_chunk": target(
-                TARGET_CHUNK_US, "us", e2e["stream"]["added_us_per_chunk"], solo["stream"]["added_us_per_chunk"]
-            ),
-        },
+    result = {
+        "complete_overhead": goal(
+            GOAL_COMPLETE_PCT,
+            "%",
+            e2e["complete"]["ours"]["process"]["overhead_pct"],
+            solo["complete"]["ours"]["process"]["pct_of_bare_sdk_call"],
+        ),
+        "stream_per_chunk": goal(
+            GOAL_CHUNK_US,
+            "us",
+            e2e["stream"]["ours"]["process"]["added_us_per_chunk"],
+            solo["stream"]["ours"]["process"]["added_us_per_chunk"],
+        ),
     }
+    result["stream_per_chunk"]["marginal"] = {
+        phase: marginal_per_chunk(samples[phase], "ours") for phase in ("end_to_end", "alone")
+    }
+    if with_oi:
+        for name in CHUNKS:  # the replay's ratio is not a bound: shown beside the end-to-end verdict, no more
+            replay = solo[name]["ours_fraction_of_openinference"]
+            key = f"{name}_fraction_of_openinference"
+            result[key] = goal(GOAL_FRACTION_OF_OI, "x", e2e[name]["ours_fraction_of_openinference"], None)
+            result[key]["replay"] = {**replay, "verdict": verdict(replay, GOAL_FRACTION_OF_OI)}
+    return result
 
 
 # ---------------------------------------------------------------- reporting
 
 
-def _ci(figure: dict[str, Any], fmt: str) -> str:
-    low, high = figure["ci95"]
-    return f"{figure['value']:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+def _num(x: float, sign: bool = True) -> str:
+    """Three significant figures or so, whatever the magnitude: tables mix µs per chunk and ms per stream."""
+    digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+    return f"{x:{'+' if sign else ''}.{digits}f}"
 
 
-def print_table(result: dict[str, Any]) -> None:
-    e2e, solo, targets, spans = result["end_to_end"], result["alone"], result["targets"], result["spans"]
-    labels = {"complete": "chat.complete", "stream": f"chat.stream ({STREAM_CHUNKS} chunks)"}
-    e2e_row = "{:<26}{:>10}{:>17}{:>30}{:>26}"
-    solo_row = "{:<26}{:>26}{:>24}{:>26}{:>18}"
+def _ci(figure: dict[str, Any], sign: bool = True) -> str:
+    value, (low, high) = figure["value"], figure["ci95"]
+    shown = ["inf" if x is None else _num(x, sign) for x in (value, low, high)]
+    return f"{shown[0]} [{shown[1]}, {shown[2]}]"
+
+
+def _phase_lines(title: str, phase: dict[str, Any], arms: list[str], replay: bool) -> list[str]:
+    row = "{:<13}{:<15}{:>11}{:>27}{:>25}{:>27}{:>25}"
+    share = "% of SDK call" if replay else "overhead %"
+    heads = (
+        "",
+        "arm",
+        "us/call",
+        "added us (process)",
+        f"{share} (process)",
+        "added us (app thread)",
+        "added us/chunk",
+    )
+    lines = [title, row.format(*heads)]
+    for name, entry in phase.items():
+        if name == "calls_per_block":
+            continue
+        label = "complete" if name == "complete" else f"stream x{STREAM_CHUNKS}"
+        lines.append(row.format(label, "bare", _num(entry["bare_us"]["process"], False), "", "", "", ""))
+        for arm in arms:
+            proc, thread = entry[arm]["process"], entry[arm]["thread"]
+            pct = proc["pct_of_bare_sdk_call"] if replay else proc["overhead_pct"]
+            chunk = _ci(proc["added_us_per_chunk"]) if "added_us_per_chunk" in proc else ""
+            cells = (_num(proc["traced_us"], False), _ci(proc["added_us"]), _ci(pct), _ci(thread["added_us"]), chunk)
+            lines.append(row.format("", arm, *cells))
+        if "ours_fraction_of_openinference" in entry:
+            fraction = _ci(entry["ours_fraction_of_openinference"], sign=False)
+            lines.append(f"{'':<13}ours / openinference, added process CPU: {fraction}")
+    return lines
+
+
+def print_report(result: dict[str, Any]) -> None:
+    e2e, solo, arms = result["end_to_end"], result["alone"], result["arms"]
+    traced = [arm for arm in arms if arm != "bare"]
     lines = [
-        f"respan_auto {result['respan_auto']} on mistralai {result['mistralai']}, {result['python']}; "
-        f"content capture {'on' if result['capture_content'] else 'off'}; {result['elapsed_s']} s",
-        f"spans: ContextAttributesProcessor + BatchProcessor, {result['exporter']}",
-        "",
-        f"End to end: the SDK on an in-process MockTransport; {e2e['complete']['rounds']} ABBA rounds of "
-        f"{e2e['calls_per_block']['complete']} complete / {e2e['calls_per_block']['stream']} stream calls; "
-        "median of pairs [95 % CI]",
-        e2e_row.format("", "bare us", "instrumented us", "added us", "overhead %"),
+        f"respan_auto {result['respan_auto']} on mistralai {result['mistralai']}, {result['python']}, "
+        f"{result['cpus']}; {result['elapsed_s']} s",
+        *(f"  {arm}: {note}" for arm, note in result["arm_notes"].items()),
     ]
-    for name, label in labels.items():
-        fig = e2e[name]
-        lines.append(
-            e2e_row.format(
-                label,
-                f"{fig['bare_us']:.1f}",
-                f"{fig['instrumented_us']:.1f}",
-                _ci(fig["added_us"], "+.1f"),
-                _ci(fig["overhead_pct"], "+.2f"),
+    if result["skipped"]:
+        lines.append(f"  openinference: skipped: {result['skipped']}")
+    lines += [
+        "CPU is process CPU (every thread: app, batch processor, sender), each block ending with the flush that "
+        "exports its spans;",
+        "the app thread's CPU during the calls is shown beside it. Median of per-round differences [95 % CI].",
+        "",
+        *_phase_lines(
+            f"End to end: the SDK on an in-process MockTransport; {e2e['complete']['rounds']} rounds of "
+            f"{e2e['calls_per_block']['complete']} complete / {e2e['calls_per_block']['stream']} stream calls "
+            "(= spans per export request)",
+            e2e,
+            traced,
+            replay=False,
+        ),
+        "",
+        *_phase_lines(
+            f"Tracing alone (lower bound): SDK methods replaced by replays of its answers; {solo['complete']['rounds']}"
+            f" rounds of {solo['calls_per_block']['complete']} / {solo['calls_per_block']['stream']} calls",
+            solo,
+            traced,
+            replay=True,
+        ),
+        "",
+    ]
+    labels = {
+        "complete_overhead": "complete overhead (process CPU)",
+        "stream_per_chunk": "stream, added per chunk (process CPU)",
+        "complete_fraction_of_openinference": "complete, ours / OpenInference added",
+        "stream_fraction_of_openinference": "stream, ours / OpenInference added",
+    }
+    for key, tgt in result["goals"].items():
+        sign = tgt["unit"] != "x"
+        unit = "" if tgt["unit"] == "x" else f" {tgt['unit']}"
+        detail = f"end to end {_ci(tgt['end_to_end'], sign)} {tgt['end_to_end']['verdict']}"
+        if "alone" in tgt:
+            detail = f"lower bound {_ci(tgt['alone'], sign)} {tgt['alone']['verdict']}; {detail}"
+        if "replay" in tgt:
+            detail += f"; replay {_ci(tgt['replay'], sign)} would be {tgt['replay']['verdict']}"
+        if "marginal" in tgt:
+            marginal = tgt["marginal"]
+            detail += (
+                f"\n    marginal, (stream - complete) / {STREAM_CHUNKS}: lower bound {_ci(marginal['alone'])}, "
+                f"end to end {_ci(marginal['end_to_end'])}"
             )
-        )
+        lines += [f"goal {labels[key]} <= {tgt['limit']:g}{unit}: {tgt['verdict'].upper()}", f"    {detail}"]
+    spans = result["spans"]
     lines += [
         "",
-        f"Instrumentation alone: SDK methods replaced by replays of real SDK answers; {solo['complete']['rounds']} "
-        f"ABBA rounds of {solo['calls_per_block']['complete']} / {solo['calls_per_block']['stream']} calls",
-        solo_row.format("", "added us", "% of bare SDK call", "added us per chunk", "export us/span*"),
+        "spans received / expected: "
+        + ", ".join(f"{arm} {got['received']}/{got['expected']}" for arm, got in spans["by_arm"].items())
+        + f"; {spans['requests']} requests, {spans['failed_requests']} refused",
     ]
-    for name, label in labels.items():
-        fig = solo[name]
-        lines.append(
-            solo_row.format(
-                label,
-                _ci(fig["added_us"], "+.1f"),
-                _ci(fig["pct_of_bare_sdk_call"], "+.2f"),
-                _ci(fig["added_us_per_chunk"], "+.3f") if "added_us_per_chunk" in fig else "",
-                f"{fig['export_us_per_span']:.1f}",
-            )
-        )
-    lines.append("")
-    for label, key in (("complete overhead", "complete_overhead"), ("stream added per chunk", "stream_per_chunk")):
-        tgt = targets[key]
-        fmt = "+.2f" if tgt["unit"] == "%" else "+.3f"
-        lines.append(
-            f"target {label} <= {tgt['limit']:g} {tgt['unit']}: {tgt['verdict'].upper()} "
-            f"(alone {_ci(tgt['alone'], fmt)} {tgt['alone']['verdict']}; "
-            f"end to end {_ci(tgt['end_to_end'], fmt)} {tgt['end_to_end']['verdict']})"
-        )
-    lines += [
-        "",
-        f"spans: {spans['received']} received in {spans['export_batches']} batches, {spans['expected']} expected, "
-        f"{spans['dropped']} dropped",
-        f"* includes the in-process receiver's decoding: {spans['receiver_decode_us_per_span']} us/span",
-    ]
-    if spans["received"] != spans["expected"] or spans["failed_batches"]:
-        lines.append(
-            f"WARNING: the exporter did not deliver exactly one span per instrumented call "
-            f"({spans['failed_batches']} requests answered with an error)"
-        )
+    if not spans["complete"]:
+        lines.append("WARNING: not every traced call's span reached the receiver")
     print("\n".join(lines))
+
+
+def loopback_only() -> None:
+    """Keep proxy settings from the environment off the exporters' requests to 127.0.0.1."""
+    bypass = [p for p in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").split(",") if p.strip()]
+    os.environ["no_proxy"] = ",".join([*bypass, "127.0.0.1"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a shorter run (~10 s)")
+    parser.add_argument("--quick", action="store_true", help="a shorter run (~30 s)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--seconds", type=float, help="length of the end-to-end phase (a quiet machine needs less)")
     args = parser.parse_args(argv)
-    phases = QUICK if args.quick else FULL
+    phases = dict(QUICK if args.quick else FULL)
+    if args.seconds:
+        phases["end_to_end"] = Phase(args.seconds, phases["end_to_end"].block_seconds)
 
     started = time.perf_counter()
     loopback_only()
-    client = mistral_client()
-    with OtlpReceiver() as rx:
-        provider, processor, exporter = make_provider(rx)
-        bench = Bench(provider, max_calls=processor.max_batch_size - 2)
-        try:
-            end_to_end, e2e_counts = bench.run(workloads(client), phases["end_to_end"])
-            with replayed_sdk(client):
-                alone, alone_counts = bench.run(workloads(client), phases["alone"])
-        finally:
-            provider.shutdown()
-        received = len(rx.spans)
-        failed = sum(1 for export in rx.exports if not export.spans)
-        spans = {
-            "expected": bench.traced_calls,
-            "received": received,
-            "dropped": processor.dropped,
-            "export_batches": len(rx.exports),
-            "failed_batches": failed,
-            "receiver_decode_us_per_span": receiver_decode_us_per_span(rx),
-        }
+    receiver_core, own_cores = other_cores()
+    with ReceiverProcess(receiver_core) as receiver:
+        if own_cores:
+            os.sched_setaffinity(0, own_cores)
+        arms, skipped = make_arms(receiver.url)
+        names = [arm.name for arm in arms]
+        traced = names[1:]
+        client = mistral_client()
+        bench = Bench(arms)
+        end_to_end, e2e_counts = bench.run(workloads(client), phases["end_to_end"])
+        with replayed_sdk(client):
+            alone, alone_counts = bench.run(workloads(client), phases["alone"])
+        bench.flush_all()
+        stats = receiver.stats()
+    bare_sdk = {name: statistics.median(b.process for b in end_to_end[name].blocks["bare"]) for name in CHUNKS}
+    e2e = phase_figures(end_to_end, traced, bare_sdk)
+    solo = phase_figures(alone, traced, bare_sdk)
+    by_arm = {
+        arm.name: {"expected": bench.expected[arm.name], "received": stats["scopes"].get(arm.scope or "", 0)}
+        for arm in arms
+        if arm.scope
+    }
     result = {
         "respan_auto": __version__,
         "mistralai": version("mistralai"),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "capture_content": config.capture_content(),
-        "exporter": exporter,
-        **figures(end_to_end, alone, {"end_to_end": e2e_counts, "alone": alone_counts}),
-        "spans": spans,
+        "cpus": f"app on cores {sorted(own_cores)}, receiver on core {receiver_core}" if own_cores else "unpinned",
+        "arms": names,
+        "arm_notes": {arm.name: arm.note for arm in arms},
+        "skipped": skipped,
+        "end_to_end": {**e2e, "calls_per_block": e2e_counts},
+        "alone": {**solo, "calls_per_block": alone_counts},
+        "goals": goals(e2e, solo, {"end_to_end": end_to_end, "alone": alone}, "openinference" in names),
+        "spans": {
+            "by_arm": by_arm,
+            "requests": stats.get("requests", 0),
+            "failed_requests": stats.get("failed", 0),
+            "flush_failures": bench.flush_failures,
+            "complete": all(v["expected"] == v["received"] for v in by_arm.values()) and not bench.flush_failures,
+        },
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print_table(result)
+        print_report(result)
     return 0
 
 
