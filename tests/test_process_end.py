@@ -280,8 +280,8 @@ def test_uvicorn_sigterm_delivers_every_span_once(tmp_path, receiver, server, wo
 
 
 def test_gunicorn_uvicorn_workers_sigterm_delivers_every_span_once(tmp_path, receiver, server):
-    pytest.importorskip("uvicorn")
     pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn.workers")  # later uvicorn releases may move it to the uvicorn-worker package
     write(tmp_path, "asgi_app.py", ASGI_APP)
 
     def args(port: int) -> list[str]:
