@@ -40,6 +40,14 @@ def receiver():
         yield rx
 
 
+@pytest.fixture(autouse=True)
+def reap():
+    """Whatever a failed test left running (a server and its workers) is killed with its process group."""
+    yield
+    while Proc.started:
+        Proc.started.pop().kill()
+
+
 def app_env(tmp_path: Path, rx: OtlpReceiver, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESPAN_", "OTEL_", "MISTRAL_"))}
     env.update(
@@ -74,15 +82,29 @@ def free_port() -> int:
 class Proc:
     """A started process whose output (stdout and stderr together) goes to a file we can poll."""
 
-    count = 0
+    started: list[Proc] = []
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        Proc.count += 1
-        self.log = cwd / f"output-{Proc.count}.txt"
+        self.log = cwd / f"output-{len(list(cwd.glob('output-*')))}.txt"
         with self.log.open("w") as out:
             self.popen = subprocess.Popen(
-                args, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True
+                args,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # its own process group, so that cleaning up reaches the workers too
             )
+        Proc.started.append(self)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait()
 
     def output(self) -> str:
         return self.log.read_text()
@@ -93,7 +115,7 @@ class Proc:
             if self.popen.poll() is not None:
                 pytest.fail(f"exited {self.popen.returncode} before {text!r} x{count}:\n{self.output()[-3000:]}")
             if time.monotonic() > deadline:
-                self.popen.kill()
+                self.kill()
                 pytest.fail(f"no {text!r} x{count} within {DEADLINE} s:\n{self.output()[-3000:]}")
             time.sleep(0.05)
 
@@ -104,8 +126,7 @@ class Proc:
         try:
             return self.popen.wait(DEADLINE)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+            self.kill()
             pytest.fail(f"still running {DEADLINE} s after the signal:\n{self.output()[-3000:]}")
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
@@ -134,7 +155,7 @@ def wait_until_serving(proc: Proc, port: int) -> None:
         except OSError:
             pass
         if proc.popen.poll() is not None or time.monotonic() > deadline:
-            proc.popen.kill()
+            proc.kill()
             pytest.fail(f"never served on port {port}:\n{proc.output()[-3000:]}")
         time.sleep(0.1)
 
