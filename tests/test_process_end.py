@@ -657,3 +657,28 @@ def test_the_flush_runs_once_in_each_process(tmp_path, receiver):
     result = run_script(app, [], app_env(tmp_path, receiver))
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == ["flush in forked child", "flush in parent", "flush in spawn child"]
+
+
+DEADLOCK_APP = """
+    import threading
+    import time
+
+    from respan_auto.export import process_end
+
+    held = threading.Lock()
+    process_end.install(lambda: held.acquire())  # the flush needs a lock...
+    held.acquire()  # ...that the code the signal interrupts holds (a processor's queue lock, the logging lock)
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_sigterm_never_deadlocks_on_a_lock_the_interrupted_code_holds(tmp_path, receiver):
+    """The flush runs in a helper thread; the dying process waits for it RESPAN_EXIT_TIMEOUT plus a margin at most."""
+    app = write(tmp_path, "deadlock_app.py", DEADLOCK_APP)
+    proc = Proc([sys.executable, str(app)], app_env(tmp_path, receiver, RESPAN_EXIT_TIMEOUT="0.5"), tmp_path)
+    proc.wait_for("ready")
+    started = time.monotonic()
+    assert proc.stop() == -signal.SIGTERM, proc.output()
+    assert time.monotonic() - started < 10
