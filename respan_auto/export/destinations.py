@@ -70,7 +70,7 @@ def _respan(settings: Settings) -> tuple[SpanExporter, Transport]:
     exporter = OTLPSpanExporter(
         endpoint=settings.traces_url,
         headers={"Authorization": f"Bearer {settings.api_key}"},
-        compression=Compression.Gzip,
+        compression=Compression.NoCompression,  # the session gzips, at level 1
         session=session,
     )
     return exporter, HttpTransport(session, settings.traces_url, "RESPAN_API_KEY")
