@@ -514,3 +514,12 @@ def test_grpc_outage_loses_nothing_and_a_refusal_is_one_line():
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("rejected the credentials (gRPC UNAUTHENTICATED)") == 1, result.stderr
     assert "5 refused by the endpoint (gRPC UNAUTHENTICATED)" in result.stderr
+
+
+def test_the_queue_bound_reads_otel_bsp_max_queue_size_and_respan_wins():
+    assert Settings.load(environ={"OTEL_BSP_MAX_QUEUE_SIZE": "100"}).max_queue_size == 100
+    both = {"OTEL_BSP_MAX_QUEUE_SIZE": "100", "RESPAN_MAX_QUEUE_SIZE": "7"}
+    assert Settings.load(environ=both).max_queue_size == 7
+    settings = Settings.load(environ={"RESPAN_API_KEY": RESPAN_KEY, "OTEL_BSP_MAX_QUEUE_SIZE": "100"})
+    (destination,) = destinations.build(settings, {}, None)
+    assert destination.sender.max_spans == 100
