@@ -1,6 +1,6 @@
-"""Test sessions: one per mistralai generation, each in a fresh virtualenv.
+"""Test sessions: one per mistralai generation, one on the lowest declared bounds, and plain pip's install matrix.
 
-``nox`` runs them all; ``nox -s "tests(sdk='3')"`` runs one.
+``nox`` runs them all; ``nox -s "tests(sdk='3')"``, ``nox -s lowest`` or ``nox -s pip_install`` runs one.
 """
 
 from __future__ import annotations
@@ -9,17 +9,30 @@ import glob
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: nox itself depends on tomli there
+    import tomli as tomllib
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "lowest", "pip_install"]
 
 # another Mistral instrumentor, to check that ours coexists with it (it supports mistralai 2.x and later)
 OPENINFERENCE = "openinference-instrumentation-mistralai"
 
 LOAD_TESTED = "3"
+
+# The lowest session: the oldest Python and the oldest generation's newest mistralai (it wants exporter >= 1.37,
+# which is where our OpenTelemetry floor comes from: see pyproject.toml).
+LOWEST_PYTHON = "3.10"
+LOWEST_MISTRAL = "mistralai==1.12.4"
+LOWEST_EXTRAS = ("grpc",)  # pinned too; the test extra's own tools float
 
 # mistralai pin -> (Python it runs on, extra pins). The spread also covers Python 3.10-3.13 and wrapt 1.x.
 GENERATIONS = {
@@ -61,3 +74,41 @@ def tests(session: nox.Session, sdk: str) -> None:
     # the load tests take a minute: once, on the newest generation, is enough for CI
     env = {"RESPAN_LOAD_TESTS": "1"} if sdk == LOAD_TESTED else {}
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
+
+
+def lower_bound_pins(extras: tuple[str, ...] = LOWEST_EXTRAS) -> list[str]:
+    """``name==X`` for each ``name >= X`` in pyproject.toml's dependencies and ``extras``: never out of date.
+
+    A dependency without a ``>=`` bound is an error: every one must say how low it goes.
+    """
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra in extras:
+        lines += project["optional-dependencies"][extra]
+    pins = []
+    for line in lines:
+        requirement = Requirement(line)
+        lows = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if len(lows) != 1:
+            raise ValueError(f"pyproject.toml: {line!r} needs exactly one '>=' lower bound")
+        marker = f"; {requirement.marker}" if requirement.marker else ""
+        pins.append(f"{requirement.name}=={lows[0]}{marker}")
+    return pins
+
+
+@nox.session(python=_interpreter(LOWEST_PYTHON))
+def lowest(session: nox.Session) -> None:
+    """The whole suite with every direct dependency at its declared lower bound, so the bounds stay true."""
+    pins = lower_bound_pins()
+    constraints = Path(session.create_tmp()) / "lower-bounds.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.log("lower bounds: " + ", ".join(pins))
+    session.install("-c", str(constraints), "-e", f".[test,{','.join(LOWEST_EXTRAS)}]", LOWEST_MISTRAL)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=_interpreter("3.12"), venv_backend="venv")
+def pip_install(session: nox.Session) -> None:
+    """Plain pip, not uv: the wheel beside each mistralai generation and into apps that already run OpenTelemetry."""
+    session.run("python", "-m", "pip", "install", "--disable-pip-version-check", "-q", "packaging")
+    session.run("python", "ci/pip_matrix.py", *session.posargs)
