@@ -47,15 +47,17 @@ def _capture_on_start(wrapped: Callable[..., Any], instance: Any, args: Any, kwa
     return wrapped(*args, **kwargs)
 
 
-def _attach_in_thread(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    token = None
+def _attach(captured: context_api.Context | None) -> object | None:
     try:
-        # popped, so that a finished Thread object kept by the app does not keep the parent span alive
-        captured = vars(instance).pop(_ATTRIBUTE, None)
-        if captured is not None:
-            token = context_api.attach(captured)
+        return context_api.attach(captured) if captured is not None else None
     except Exception as exc:  # noqa: BLE001
         report_once("thread context attach", exc)
+        return None
+
+
+def _attach_in_thread(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    # popped, so that a finished Thread object kept by the app does not keep the parent span alive
+    token = _attach(getattr(instance, "__dict__", {}).pop(_ATTRIBUTE, None))
     try:
         return wrapped(*args, **kwargs)
     finally:
@@ -65,11 +67,12 @@ def _attach_in_thread(wrapped: Callable[..., Any], instance: Any, args: Any, kwa
 
 def _in_context(captured: context_api.Context, fn: Callable[..., Any]) -> Callable[..., Any]:
     def run_in_context(*args: Any, **kwargs: Any) -> Any:
-        token = context_api.attach(captured)
+        token = _attach(captured)
         try:
             return fn(*args, **kwargs)
         finally:
-            context_api.detach(token)
+            if token is not None:
+                context_api.detach(token)
 
     return run_in_context
 
