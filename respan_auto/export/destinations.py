@@ -48,7 +48,10 @@ class Destination:
             finally:
                 done.set()
 
-        threading.Thread(target=run, name="respan-flush", daemon=True).start()
+        try:
+            threading.Thread(target=run, name="respan-flush", daemon=True).start()
+        except RuntimeError:  # at interpreter shutdown (Python 3.12+) no thread may start: flush here
+            run()
         return done.wait(max(0.0, deadline - time.monotonic())) and self.waiting.spans == 0
 
     def flush(self, timeout: float) -> bool:

@@ -121,12 +121,9 @@ class Sender:
         self.queued_bytes = 0
         self.peak_spans = 0
         self.counts = Counts()
-        self._thread: threading.Thread | None = None
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="respan-send", daemon=True)
-            self._thread.start()
+        # started now, not at the first request: at interpreter shutdown (Python 3.12+) no thread may start
+        self._thread = threading.Thread(target=self._work, name="respan-send", daemon=True)
+        self._thread.start()
 
     def submit(self, payload: Payload) -> None:
         """Queue one request (called on the batch processor's thread); the oldest go past the bounds."""
@@ -139,7 +136,6 @@ class Sender:
             while len(self._queue) > 1 and (self.queued_spans > self.max_spans or self.queued_bytes > self.max_bytes):
                 self.counts.dropped += self._forget(self._queue.popleft())
             self.peak_spans = max(self.peak_spans, self.queued_spans)
-            self._ensure_thread()
             self._cond.notify()
 
     def _forget(self, payload: Payload) -> int:
@@ -223,7 +219,7 @@ class Sender:
         with self._cond:
             while self._queue or self._inflight is not None:
                 left = deadline - time.monotonic()
-                if left <= 0 or (self._thread is None or not self._thread.is_alive()):
+                if left <= 0 or not self._thread.is_alive():
                     return False
                 # a retry backoff may be sleeping: it is woken only by close; poll so the deadline holds
                 self._cond.wait(min(left, 0.05))

@@ -75,7 +75,10 @@ class EndStage(SpanProcessor):
             finally:
                 self._nudging.release()
 
-        threading.Thread(target=encode, name="respan-encode", daemon=True).start()
+        try:
+            threading.Thread(target=encode, name="respan-encode", daemon=True).start()
+        except RuntimeError:  # interpreter shutdown: the exit flush encodes what is left
+            self._nudging.release()
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         pass
