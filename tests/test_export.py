@@ -173,19 +173,19 @@ def test_a_slow_collector_never_gets_a_request_twice(tmp_path):
 """
     with OtlpReceiver() as rx:
         flag = tmp_path / "slow"
-        env = respan_env(rx, RESPAN_SPOOL_DIR=str(spool), RESPAN_EXIT_TIMEOUT="1", SLOW_FLAG=str(flag))
+        env = respan_env(rx, RESPAN_SPOOL_DIR=str(spool), RESPAN_EXIT_TIMEOUT="2", SLOW_FLAG=str(flag))
 
         import threading
 
         def slow_down_when_told() -> None:
             while not flag.exists():
                 time.sleep(0.005)
-            rx.delay = 2.0
+            rx.delay = 4.0
             Path(str(flag) + ".ack").touch()
 
         threading.Thread(target=slow_down_when_told, daemon=True).start()
         result, _ = run_app(code, env)
-        time.sleep(2.5)  # the collector finishes storing the late request
+        time.sleep(4.5)  # the collector finishes storing the late request
         names = sorted(s.name for s in rx.spans)
     assert result.returncode == 0, result.stderr
     assert "not answered before exit" in result.stderr
