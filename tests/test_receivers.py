@@ -65,7 +65,10 @@ class Recording(SpanExporter):
         self.results: list[SpanExportResult] = []
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = self.exporter.export(spans)
+        try:
+            result = self.exporter.export(spans)
+        except OSError:  # exporters before the 1.40 train raise a refused TLS handshake instead of answering FAILURE
+            result = SpanExportResult.FAILURE
         self.results.append(result)
         return result
 
