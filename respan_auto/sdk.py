@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from respan_auto import context, instrumentors, threads
+from respan_auto._guard import warn_once
 from respan_auto.config import Settings
 from respan_auto.export.pipeline import Pipeline
 
@@ -26,6 +28,21 @@ def _announce(pipeline: Pipeline) -> None:
             "(view them with `respan-instrument traces`)",
             pipeline.settings.local_store,
         )
+
+
+# Their presence means a launcher activates the instrumentors itself: ours, or opentelemetry-instrument's loader.
+LAUNCHER_MODULES = ("respan_auto.bootstrap", "opentelemetry.instrumentation.auto_instrumentation")
+
+
+def _say_if_nothing_traces() -> None:
+    """``Respan()`` with no instrumentor at all would export only decorator spans, which is rarely what was meant."""
+    if any(name in sys.modules for name in LAUNCHER_MODULES) or instrumentors.any_active():
+        return
+    warn_once(
+        "no-instrumentor",
+        "respan_auto: no instrumentor is active, so Mistral calls are not traced; "
+        "pass is_auto_instrument=True or instrumentations=[...] to Respan()",
+    )
 
 
 def _apply_gateway(settings: Settings) -> None:
@@ -117,6 +134,8 @@ class Respan:
                 self._pipeline.destination,
                 len(self.activated),
             )
+        if not instrumentations and not is_auto_instrument:
+            _say_if_nothing_traces()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Send every ended span now; True if all were delivered within ``timeout`` seconds."""
