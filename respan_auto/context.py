@@ -16,7 +16,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from respan_auto import config
+from respan_auto import content
 from respan_auto._guard import report_once, warn_once
 
 # option -> span attribute, as Respan's ingest reads them
@@ -35,20 +35,9 @@ METADATA_PREFIX = "respan.metadata."
 _SCOPE_KEY = context_api.create_key("respan-attributes")
 ENTITY_KEY = context_api.create_key("respan-entity")
 _defaults: dict[str, str] = {}
-_capture: bool | None = None
 
-
-def capture_content() -> bool:
-    """The process's content switch: ``Respan(trace_content=...)``, else the environment."""
-    global _capture
-    if _capture is None:
-        _capture = config.capture_content()
-    return _capture
-
-
-def set_capture_content(enabled: bool) -> None:
-    global _capture
-    _capture = enabled
+# the process's content switch, read at call time (see respan_auto/content.py)
+capture_content = content.enabled
 
 
 @dataclass(frozen=True)

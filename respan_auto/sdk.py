@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from respan_auto import context, instrumentors, threads
+from respan_auto import content, context, instrumentors, threads
 from respan_auto._guard import warn_once
 from respan_auto.config import Settings
 from respan_auto.export.pipeline import Pipeline
@@ -106,7 +106,7 @@ class Respan:
                 settings.metadata,
             )
         )
-        context.set_capture_content(settings.trace_content)
+        content.set_from_code(trace_content)
         _apply_gateway(settings)
         if not settings.tracing or settings.sdk_disabled:
             reason = "OTEL_SDK_DISABLED=true" if settings.sdk_disabled else "RESPAN_TRACING=false"

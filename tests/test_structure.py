@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 from opentelemetry.trace import StatusCode
 
-from respan_auto import _guard, agent, context, propagate_attributes, task, tool, workflow
+from respan_auto import _guard, agent, content, context, propagate_attributes, task, tool, workflow
 from tests.conftest import user
 
 MODEL = "mistral-large-latest"
@@ -231,7 +231,7 @@ def test_async_generator(spans):
 
 
 def test_content_capture_off_leaves_no_input_or_output(spans):
-    context.set_capture_content(False)
+    content.set_from_code(False)
     try:
 
         @task(name="quiet")
@@ -240,7 +240,7 @@ def test_content_capture_off_leaves_no_input_or_output(spans):
 
         assert quiet("s3cr3t") == "s3cr3ts3cr3t"
     finally:
-        context.set_capture_content(True)
+        content.reset()
     (span,) = spans.finished()
     assert "traceloop.entity.input" not in span.attributes
     assert "traceloop.entity.output" not in span.attributes
