@@ -1,58 +1,97 @@
-"""Attribute keys, spelled once.
+"""Attribute and metric keys, spelled once.
 
-GenAI keys follow the OpenTelemetry semantic conventions; the ``gen_ai.prompt.*``,
-``llm.*`` and ``respan.*`` keys are the ones Respan's ingest reads in addition.
+Semantic-convention keys come from the installed ``opentelemetry-semantic-conventions`` package; the spelling
+after each name is only for releases that predate that key (the package is as old as our OpenTelemetry floor).
+The ``gen_ai.prompt.*``, ``gen_ai.completion.*`` and ``llm.*`` keys are the Traceloop family that Respan's ingest
+reads beside the conventions, and ``respan.*`` are our own; ``OWN_KEYS`` and ``OWN_PREFIXES`` list them, so a test
+can check that every key we emit is either conventional or one of these.
 """
 
 from __future__ import annotations
 
-# GenAI semantic conventions
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-GEN_AI_SYSTEM = "gen_ai.system"
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
-GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
-GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
-GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
-GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
-GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
-GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice_count"
-GEN_AI_RESPONSE_ID = "gen_ai.response.id"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
-GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
-GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
-GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
-GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
-GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
-GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
-SERVER_ADDRESS = "server.address"
-SERVER_PORT = "server.port"
-ERROR_TYPE = "error.type"
-HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gen_ai_metrics
+from opentelemetry.semconv.attributes import error_attributes, http_attributes, server_attributes
 
-OPERATION_CHAT = "chat"
+
+def _conventional(module: object, name: str, spelling: str) -> str:
+    return str(getattr(module, name, spelling))
+
+
+# GenAI semantic conventions
+GEN_AI_OPERATION_NAME = _gen_ai.GEN_AI_OPERATION_NAME
+GEN_AI_PROVIDER_NAME = _gen_ai.GEN_AI_PROVIDER_NAME
+GEN_AI_SYSTEM = _gen_ai.GEN_AI_SYSTEM
+GEN_AI_REQUEST_MODEL = _gen_ai.GEN_AI_REQUEST_MODEL
+GEN_AI_REQUEST_TEMPERATURE = _gen_ai.GEN_AI_REQUEST_TEMPERATURE
+GEN_AI_REQUEST_MAX_TOKENS = _gen_ai.GEN_AI_REQUEST_MAX_TOKENS
+GEN_AI_REQUEST_TOP_P = _gen_ai.GEN_AI_REQUEST_TOP_P
+GEN_AI_REQUEST_SEED = _gen_ai.GEN_AI_REQUEST_SEED
+GEN_AI_REQUEST_STOP_SEQUENCES = _gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES
+GEN_AI_REQUEST_FREQUENCY_PENALTY = _gen_ai.GEN_AI_REQUEST_FREQUENCY_PENALTY
+GEN_AI_REQUEST_PRESENCE_PENALTY = _gen_ai.GEN_AI_REQUEST_PRESENCE_PENALTY
+GEN_AI_REQUEST_CHOICE_COUNT = _gen_ai.GEN_AI_REQUEST_CHOICE_COUNT
+GEN_AI_REQUEST_STREAM = _conventional(_gen_ai, "GEN_AI_REQUEST_STREAM", "gen_ai.request.stream")
+GEN_AI_RESPONSE_ID = _gen_ai.GEN_AI_RESPONSE_ID
+GEN_AI_RESPONSE_MODEL = _gen_ai.GEN_AI_RESPONSE_MODEL
+GEN_AI_RESPONSE_FINISH_REASONS = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = _conventional(
+    _gen_ai, "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK", "gen_ai.response.time_to_first_chunk"
+)
+GEN_AI_USAGE_INPUT_TOKENS = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+GEN_AI_USAGE_OUTPUT_TOKENS = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+GEN_AI_INPUT_MESSAGES = _gen_ai.GEN_AI_INPUT_MESSAGES
+GEN_AI_OUTPUT_MESSAGES = _gen_ai.GEN_AI_OUTPUT_MESSAGES
+GEN_AI_SYSTEM_INSTRUCTIONS = _gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS
+GEN_AI_TOOL_DEFINITIONS = _conventional(_gen_ai, "GEN_AI_TOOL_DEFINITIONS", "gen_ai.tool.definitions")
+GEN_AI_TOKEN_TYPE = _gen_ai.GEN_AI_TOKEN_TYPE
+SERVER_ADDRESS = server_attributes.SERVER_ADDRESS
+SERVER_PORT = server_attributes.SERVER_PORT
+ERROR_TYPE = error_attributes.ERROR_TYPE
+HTTP_RESPONSE_STATUS_CODE = http_attributes.HTTP_RESPONSE_STATUS_CODE
+
+OPERATION_CHAT = "chat"  # gen_ai.operation.name values and the provider name, as the conventions spell them
 PROVIDER_MISTRAL = "mistral_ai"
 
 # GenAI client metrics
-METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
-METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION = _gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
+METRIC_TOKEN_USAGE = _gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
+METRIC_TIME_TO_FIRST_CHUNK = _conventional(
+    _gen_ai_metrics, "GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK", "gen_ai.client.operation.time_to_first_chunk"
+)
+METRIC_TIME_PER_OUTPUT_CHUNK = _conventional(
+    _gen_ai_metrics, "GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK", "gen_ai.client.operation.time_per_output_chunk"
+)
 
-# Keys Respan's ingest reads (Traceloop family)
-GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
-GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+# Keys Respan's ingest reads (Traceloop family); the usage pair below is also in the conventions, deprecated
+GEN_AI_USAGE_PROMPT_TOKENS = _gen_ai.GEN_AI_USAGE_PROMPT_TOKENS
+GEN_AI_USAGE_COMPLETION_TOKENS = _gen_ai.GEN_AI_USAGE_COMPLETION_TOKENS
 LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
 LLM_REQUEST_TYPE = "llm.request.type"
 LLM_REQUEST_FUNCTIONS = "llm.request.functions"
-GEN_AI_PROMPT_PREFIX = "gen_ai.prompt"
-GEN_AI_COMPLETION_PREFIX = "gen_ai.completion"
+GEN_AI_PROMPT_PREFIX = "gen_ai.prompt"  # gen_ai.prompt.{N}.role / .content / .tool_calls / .tool_call_id
+GEN_AI_COMPLETION_PREFIX = "gen_ai.completion"  # gen_ai.completion.{N}.role / .content / .tool_calls / .finish_reason
 
 # respan-auto's own
+RESPAN_PROMPT_OMITTED = "respan.prompt.omitted_messages"  # messages left out of the indexed prompt keys
 RESPAN_STREAM_CHUNK_COUNT = "respan.stream.chunk_count"
 RESPAN_STREAM_COMPLETED = "respan.stream.completed"
-RESPAN_STREAM_CHUNK_EVENT = "respan.stream.chunk"
+RESPAN_STREAM_GAP_MEAN = "respan.stream.chunk_gap.mean"  # seconds between chunks, after the first
+RESPAN_STREAM_GAP_MAX = "respan.stream.chunk_gap.max"
+RESPAN_STREAM_CHUNK_EVENT = "respan.stream.chunk"  # opt-in events: index and size only, never text
 RESPAN_GATEWAY_LOG_ID = "respan.gateway.log_id"
+
+OWN_KEYS = frozenset(
+    {
+        LLM_USAGE_TOTAL_TOKENS,
+        LLM_REQUEST_TYPE,
+        LLM_REQUEST_FUNCTIONS,
+        RESPAN_PROMPT_OMITTED,
+        RESPAN_STREAM_CHUNK_COUNT,
+        RESPAN_STREAM_COMPLETED,
+        RESPAN_STREAM_GAP_MEAN,
+        RESPAN_STREAM_GAP_MAX,
+        RESPAN_GATEWAY_LOG_ID,
+    }
+)
+OWN_PREFIXES = (f"{GEN_AI_PROMPT_PREFIX}.", f"{GEN_AI_COMPLETION_PREFIX}.", "respan.", "traceloop.")

@@ -87,7 +87,7 @@ def test_request_parameters_appear_only_when_passed(client, spans):
     assert a["gen_ai.request.stop_sequences"] == ("END", "STOP")
     assert a["gen_ai.request.frequency_penalty"] == 0.25
     assert a["gen_ai.request.presence_penalty"] == 0.125
-    assert a["gen_ai.request.choice_count"] == 2
+    assert a["gen_ai.request.choice.count"] == 2
     assert a["gen_ai.response.finish_reasons"] == ("stop", "stop")
     assert a["gen_ai.completion.1.role"] == "assistant"
 
