@@ -161,13 +161,14 @@ def test_response_attributes_never_raise_and_are_valid(response, capture):
 @settings(max_examples=300, deadline=None)
 @given(items=st.lists(stream_item, max_size=12), capture=st.booleans())
 def test_accumulator_never_raises_on_any_chunk_sequence(items, capture):
-    accumulator = attrs.StreamAccumulator(capture)
+    accumulator = attrs.StreamAccumulator(capture, sizes=True)
     for i, item in enumerate(items):
         accumulator.add(item, i)
     result = accumulator.attributes()
-    assert result["respan.stream.chunk_count"] == len(items)
     assert all(_valid_attribute_value(v) for v in result.values())
-    assert len(accumulator.chunk_texts) == (len(items) if capture else 0)
+    assert accumulator.chunk_times == list(range(len(items)))
+    assert len(accumulator.chunk_sizes) == len(items)
+    assert all(isinstance(size, int) and size >= 0 for size in accumulator.chunk_sizes)
 
 
 @settings(max_examples=300, deadline=None)
@@ -199,12 +200,13 @@ def test_accumulated_output_is_the_concatenation_of_deltas(pieces, args, trailin
     if trailing_usage:
         chunks.append({"id": "x", "model": "m", "choices": [], "usage": use})
 
-    accumulator = attrs.StreamAccumulator(True)
+    accumulator = attrs.StreamAccumulator(True, sizes=True)
     for i, chunk in enumerate(chunks):
         accumulator.add(Obj(data=chunk), i)
     result = accumulator.attributes()
     assert result.get("gen_ai.completion.0.content", "") == "".join(pieces)
-    assert "".join(accumulator.chunk_texts) == "".join(pieces)
+    assert accumulator.chunk_sizes[: len(pieces)] == [len(piece) for piece in pieces]
+    assert sum(accumulator.chunk_sizes) == len("".join(pieces))
     assert result["gen_ai.usage.input_tokens"] == tokens[0]
     assert result["gen_ai.usage.output_tokens"] == tokens[1]
     assert result["llm.usage.total_tokens"] == sum(tokens)
@@ -223,3 +225,54 @@ def test_accumulated_output_is_the_concatenation_of_deltas(pieces, args, trailin
 @given(value=json_value | content_chunk | message)
 def test_to_plain_is_json_serialisable(value):
     json.dumps(attrs.to_plain(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.integers(0, 10**12),
+    gaps=st.lists(st.integers(0, 10**10), max_size=50),
+)
+def test_stream_timing_summarises_exactly(start, gaps):
+    times = []
+    now = start
+    for gap in gaps:
+        now += gap
+        times.append(now)
+    result = attrs.stream_timing_attributes(start, times)
+    assert result["respan.stream.chunk_count"] == len(times)
+    if not times:
+        assert set(result) == {"respan.stream.chunk_count"}
+        return
+    assert result["gen_ai.response.time_to_first_chunk"] == (times[0] - start) / 1e9
+    between = gaps[1:]
+    if between:
+        assert abs(result["respan.stream.chunk_gap.mean"] - sum(between) / len(between) / 1e9) <= 1e-9
+        assert result["respan.stream.chunk_gap.max"] == max(between) / 1e9
+        assert result["respan.stream.chunk_gap.max"] >= result["respan.stream.chunk_gap.mean"] - 1e-9
+    else:
+        assert "respan.stream.chunk_gap.mean" not in result
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    count=st.integers(0, 300),
+    system=st.booleans(),
+    limit=st.integers(1, 40),
+)
+def test_indexed_prompt_keys_are_bounded_and_keep_the_latest_turns(count, system, limit):
+    messages = [
+        {"role": "system" if system and i == 0 else ("user" if i % 2 else "assistant"), "content": f"m{i}"}
+        for i in range(count)
+    ]
+    result = attrs.prompt_attributes(messages, limit)
+    indexed = sorted({int(k.split(".")[2]) for k in result if k.startswith("gen_ai.prompt.")})
+    assert indexed == list(range(min(count, limit)))  # numbered from 0, contiguous
+    assert len(json.loads(result.get("gen_ai.input.messages", "[]"))) == count  # the full list stays
+    if count > limit:
+        assert result["respan.prompt.omitted_messages"] == count - limit
+        assert result[f"gen_ai.prompt.{limit - 1}.content"] == f"m{count - 1}"  # the latest turn is there
+        if system and limit > 1:
+            assert result["gen_ai.prompt.0.role"] == "system"
+    else:
+        assert "respan.prompt.omitted_messages" not in result
+        assert [result[f"gen_ai.prompt.{i}.content"] for i in indexed] == [m["content"] for m in messages]

@@ -27,6 +27,7 @@ from respan_auto.instrumentation.mistralai.patch import Patcher, chat_wrappers, 
 from respan_auto.version import __version__
 
 _INSTRUMENTS = ("mistralai >= 1.0.0",)
+CHUNK_EVENTS_VARIABLE = "RESPAN_CHUNK_EVENTS"
 
 __all__ = ["MistralAIInstrumentor"]
 
@@ -68,9 +69,10 @@ class _Session:
 class MistralAIInstrumentor(BaseInstrumentor):
     """Traces ``Chat.complete``, ``complete_async``, ``stream`` and ``stream_async``.
 
-    ``instrument()`` accepts ``tracer_provider``, ``meter_provider`` and ``capture_content``
-    (default: on, unless ``RESPAN_TRACE_CONTENT`` or
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` turns it off).
+    ``instrument()`` accepts ``tracer_provider``, ``meter_provider``, ``capture_content`` (False keeps this
+    instrumentor's spans free of content; otherwise the process's switch decides at each call, see
+    ``respan_auto.content``) and ``chunk_events`` (one timing event per stream chunk; default
+    ``RESPAN_CHUNK_EVENTS``, else off).
     """
 
     _session: _Session | None = None
@@ -88,11 +90,13 @@ class MistralAIInstrumentor(BaseInstrumentor):
             if stands_down(self):
                 return
         capture = kwargs.get("capture_content")
-        if capture is None:
-            capture = config.capture_content()
+        chunk_events = kwargs.get("chunk_events")
+        if chunk_events is None:
+            chunk_events = config.env_bool(CHUNK_EVENTS_VARIABLE, False)
         tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"))
         meter = get_meter(__name__, __version__, kwargs.get("meter_provider"))
-        session = _Session(Telemetry(tracer, meter, bool(capture)))
+        telemetry = Telemetry(tracer, meter, None if capture is None else bool(capture), bool(chunk_events))
+        session = _Session(telemetry)
         self._session = session
         for root, chat_module, tracing_module in compat.LAYOUTS:
             compat.when_imported(root, session.check_layout)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -237,15 +238,33 @@ def input_messages(messages: Any) -> list[dict[str, Any]]:
     return result
 
 
-def prompt_attributes(messages: Any) -> Attributes:
-    """Content attributes of the request: semconv JSON plus Respan's indexed prompt keys."""
+# Messages that get indexed ``gen_ai.prompt.N.*`` keys (up to four each), so that a long conversation never
+# crowds the request's own keys out of the span's attribute limit; all of them stay in gen_ai.input.messages.
+MAX_INDEXED_MESSAGES = 16
+
+
+def _indexed(messages: list[Any], roles: list[str], limit: int) -> list[int]:
+    """Which messages get indexed keys: all of them, or a leading system message and the latest ones."""
+    if len(messages) <= limit:
+        return list(range(len(messages)))
+    head = [0] if roles and roles[0] == "system" and limit > 1 else []
+    return head + list(range(len(messages) - (limit - len(head)), len(messages)))
+
+
+def prompt_attributes(messages: Any, max_indexed: int = MAX_INDEXED_MESSAGES) -> Attributes:
+    """Content attributes of the request: semconv JSON plus Respan's indexed prompt keys.
+
+    Past ``max_indexed`` messages, the indexed keys hold the leading system message and the latest turns,
+    numbered from 0 as Respan reads them, and ``respan.prompt.omitted_messages`` says how many were left out.
+    """
     attrs: Attributes = {}
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
         return attrs
     messages = list(messages)
     semconv_messages = input_messages(messages)
-    system_parts: list[dict[str, Any]] = []
-    for i, (message, entry) in enumerate(zip(messages, semconv_messages, strict=True)):
+    kept = _indexed(messages, [entry["role"] for entry in semconv_messages], max_indexed)
+    for i, position in enumerate(kept):
+        message, entry = messages[position], semconv_messages[position]
         prefix = f"{sc.GEN_AI_PROMPT_PREFIX}.{i}"
         attrs[f"{prefix}.role"] = entry["role"]
         content = field_of(message, "content")
@@ -258,9 +277,10 @@ def prompt_attributes(messages: Any) -> Attributes:
         call_id = field_of(message, "tool_call_id")
         if call_id is not None:
             attrs[f"{prefix}.tool_call_id"] = _as_text(call_id)
-        if entry["role"] == "system":
-            system_parts.extend(entry["parts"])
+    if len(kept) < len(messages):
+        attrs[sc.RESPAN_PROMPT_OMITTED] = len(messages) - len(kept)
     attrs[sc.GEN_AI_INPUT_MESSAGES] = dumps(semconv_messages)
+    system_parts = [part for entry in semconv_messages if entry["role"] == "system" for part in entry["parts"]]
     if system_parts:
         attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = dumps(system_parts)
     return attrs
@@ -303,7 +323,9 @@ def server_attributes(url: str) -> tuple[tuple[str, Any], ...]:
     return tuple(out)
 
 
-def request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> Attributes:
+def request_attributes(
+    kwargs: Mapping[str, Any], capture_content: bool, stream: bool = False, max_indexed: int = MAX_INDEXED_MESSAGES
+) -> Attributes:
     """Attributes known before the call. Parameters appear only when the caller passed them."""
     attrs: Attributes = {
         sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
@@ -314,6 +336,8 @@ def request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> Attr
     model = kwargs.get("model")
     if isinstance(model, str) and model:
         attrs[sc.GEN_AI_REQUEST_MODEL] = model
+    if stream:
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
     for key, attribute, kind in _REQUEST_SCALARS:
         value = kwargs.get(key)
         if is_missing(value) or isinstance(value, bool):
@@ -328,7 +352,7 @@ def request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> Attr
     elif isinstance(stop, (list, tuple)) and stop:
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [_as_text(s) for s in stop]
     if capture_content:
-        attrs.update(guarded("prompt extraction", prompt_attributes, kwargs.get("messages")))
+        attrs.update(guarded("prompt extraction", prompt_attributes, kwargs.get("messages"), max_indexed))
         attrs.update(guarded("tool definitions", tool_attributes, kwargs.get("tools")))
     return attrs
 
@@ -359,7 +383,7 @@ class Choice:
     finish_reason: str | None = None
 
     def add_content(self, content: Any) -> str:
-        """Append a content value (string or chunk list); return its text, for chunk events."""
+        """Append a content value (string or chunk list); return its text (its length sizes a chunk)."""
         if isinstance(content, str):
             self.text.append(content)
             return content
@@ -509,27 +533,36 @@ def response_attributes(response: Any, capture_content: bool) -> Attributes:
 # ---------------------------------------------------------------- streams
 
 
+def stream_timing_attributes(start_ns: int, times: list[int]) -> Attributes:
+    """A stream's timing, summarised: chunk count, time to first chunk, mean and largest gap between chunks."""
+    attrs: Attributes = {sc.RESPAN_STREAM_CHUNK_COUNT: len(times)}
+    if not times:
+        return attrs
+    attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (times[0] - start_ns) / 1e9
+    if len(times) > 1:
+        attrs[sc.RESPAN_STREAM_GAP_MEAN] = (times[-1] - times[0]) / (len(times) - 1) / 1e9
+        attrs[sc.RESPAN_STREAM_GAP_MAX] = max(b - a for a, b in pairwise(times)) / 1e9
+    return attrs
+
+
 class StreamAccumulator:
     """Builds the whole response from stream chunks, one ``add`` per chunk.
 
-    ``add`` is on the per-chunk hot path: it keeps raw fragments and leaves joining and
-    JSON work to ``attributes``, which runs once when the span ends.
+    ``add`` is on the per-chunk hot path: it keeps the arrival time and raw fragments and leaves joining
+    and JSON work to ``attributes``, which runs once when the span ends. With ``sizes``, it also keeps
+    each chunk's text length, for the opt-in chunk events (never the text itself).
     """
 
-    __slots__ = ("capture_content", "choices", "chunk_texts", "chunk_times", "model", "response_id", "usage")
+    __slots__ = ("capture_content", "choices", "chunk_sizes", "chunk_times", "model", "response_id", "usage")
 
-    def __init__(self, capture_content: bool) -> None:
+    def __init__(self, capture_content: bool, sizes: bool = False) -> None:
         self.capture_content = capture_content
         self.response_id: Any = None
         self.model: Any = None
         self.usage: Any = None
         self.choices: dict[int, Choice] = {}
         self.chunk_times: list[int] = []
-        self.chunk_texts: list[str] = []
-
-    @property
-    def chunk_count(self) -> int:
-        return len(self.chunk_times)
+        self.chunk_sizes: list[int] | None = [] if sizes else None
 
     def add(self, event: Any, now_ns: int) -> None:
         """Record one stream item (a ``CompletionEvent`` or a bare chunk). Never raises.
@@ -538,7 +571,7 @@ class StreamAccumulator:
         this runs once per chunk; ``Unset`` is falsy, so truth tests skip it.
         """
         self.chunk_times.append(now_ns)
-        text = ""
+        size = 0
         try:
             if type(event) is dict:
                 event = _DictView(event)
@@ -553,14 +586,15 @@ class StreamAccumulator:
                 self.usage = usage
             choices = getattr(data, "choices", None)
             if choices and type(choices) is not str:
-                text = self._add_choices(choices)
+                size = self._add_choices(choices)
         except Exception as exc:  # noqa: BLE001 - a malformed chunk must not break the user's loop
             report_once("stream chunk accumulation", exc)
-        if self.capture_content:
-            self.chunk_texts.append(text)
+        if self.chunk_sizes is not None:
+            self.chunk_sizes.append(size)
 
-    def _add_choices(self, choices: Any) -> str:
-        text = ""
+    def _add_choices(self, choices: Any) -> int:
+        """Merge one chunk's choices; return how many characters of text it carried."""
+        size = 0
         for position, raw in enumerate(choices):
             if type(raw) is dict:
                 raw = _DictView(raw)
@@ -579,9 +613,9 @@ class StreamAccumulator:
                 if type(content) is str:
                     if content:
                         choice.text.append(content)
-                        text += content
+                        size += len(content)
                 elif type(content) is list and content:
-                    text += choice.add_content(content)
+                    size += len(choice.add_content(content))
                 tool_calls = getattr(delta, "tool_calls", None)
                 if type(tool_calls) is list and tool_calls:
                     choice.add_tool_calls(tool_calls)
@@ -591,11 +625,10 @@ class StreamAccumulator:
             reason = getattr(raw, "finish_reason", None)
             if reason:
                 choice.finish_reason = reason if type(reason) is str else _as_text(to_plain(reason))
-        return text
+        return size
 
     def attributes(self) -> Attributes:
         attrs = guarded("stream identity", _identity_attributes, self.response_id, self.model)
         attrs.update(guarded("stream usage", usage_attributes, self.usage))
         attrs.update(guarded("stream output", completion_attributes, self.choices.values(), self.capture_content))
-        attrs[sc.RESPAN_STREAM_CHUNK_COUNT] = self.chunk_count
         return attrs

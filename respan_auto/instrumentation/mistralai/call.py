@@ -1,6 +1,14 @@
-"""One traced chat call: start the span, end it exactly once, record metrics.
+"""One traced call's life cycle: start the span, record the outcome, end it exactly once, record metrics.
 
-Shared by the plain and streaming wrappers, sync and async alike.
+Shared by every wrapper: plain and streamed, sync and async. The outcome is written in an order that keeps
+what matters when something fails part-way: the response's attributes (model, usage, output) first, in one
+call, then the error, then the opt-in chunk events.
+
+Errors: an exception that comes out of the SDK (``CancelledError`` and ``KeyboardInterrupt`` included) is the
+call's error: ``error.type``, ``http.response.status_code`` when it is an HTTP error (400 and up), the
+exception event (its message left out when content capture is off: SDK errors can quote the request) and an
+ERROR status. A stream the app stops early (``break``, ``close()``, leaving its ``with`` block, an exception
+in the app's own loop, garbage collection) is not a failed call: it ends with ``respan.stream.completed=false``.
 """
 
 from __future__ import annotations
@@ -8,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -15,11 +24,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-try:
-    from opentelemetry.sdk.trace import Event
-except ImportError:  # an API-only install: spans are not the SDK's
-    Event = None  # type: ignore[assignment,misc]
-
+from respan_auto import content
 from respan_auto import semconv as sc
 from respan_auto._guard import report_once
 from respan_auto.instrumentation.mistralai import attributes as attrs
@@ -35,31 +40,56 @@ _METRIC_KEYS = (
     sc.SERVER_ADDRESS,
     sc.SERVER_PORT,
 )
+_HIDDEN_MESSAGE = {"exception.message": "(not recorded: content capture is off)"}
+# Room left for everything but the indexed prompt keys (request, response, context and app attributes).
+_RESERVED_ATTRIBUTES = 64
 
 
 def in_traced_call() -> bool:
     return bool(context_api.get_value(IN_CALL_KEY))
 
 
-class Telemetry:
-    """What the wrappers need from ``instrument()``: a tracer, the instruments, the content switch."""
+def _indexed_message_budget(tracer: Any) -> int:
+    """How many messages get indexed prompt keys (four keys each at most) under the provider's attribute limit."""
+    limit = getattr(getattr(tracer, "_span_limits", None), "max_span_attributes", None)
+    if not isinstance(limit, int):
+        return attrs.MAX_INDEXED_MESSAGES
+    return max(1, min(attrs.MAX_INDEXED_MESSAGES, (limit - _RESERVED_ATTRIBUTES) // 4))
 
-    def __init__(self, tracer: trace.Tracer, meter: Any, capture_content: bool) -> None:
+
+class Telemetry:
+    """What the wrappers need from ``instrument()``: a tracer, the instruments and the switches.
+
+    ``capture_content`` is this instrumentor's own word on content (None: the process's switch decides alone,
+    at each call); ``chunk_events`` adds one timing event per stream chunk.
+    """
+
+    def __init__(
+        self, tracer: trace.Tracer, meter: Any, capture_content: bool | None = None, chunk_events: bool = False
+    ) -> None:
         self.tracer = tracer
-        self.capture_content = capture_content
+        self.pinned = capture_content
+        self.chunk_events = chunk_events
+        self.max_indexed = _indexed_message_budget(tracer)
         self.duration = meter.create_histogram(
             sc.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration"
         )
         self.tokens = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, unit="{token}", description="Measures number of input and output tokens used"
         )
+        self.first_chunk = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK, unit="s", description="Time to receive the first chunk"
+        )
+        self.per_chunk = meter.create_histogram(
+            sc.METRIC_TIME_PER_OUTPUT_CHUNK, unit="s", description="Time per output chunk, after the first"
+        )
 
-    def begin(self, instance: Any, kwargs: Mapping[str, Any]) -> Call | None:
+    def begin(self, instance: Any, kwargs: Mapping[str, Any], stream: bool = False) -> Call | None:
         """Start a span for a call, or return None when this call must not be traced."""
         if in_traced_call() or not is_instrumentation_enabled():
             return None
         try:
-            return Call(self, instance, kwargs)
+            return Call(self, instance, kwargs, stream)
         except Exception as exc:  # noqa: BLE001
             report_once("span start", exc)
             return None
@@ -80,14 +110,15 @@ def _server_url(instance: Any, kwargs: Mapping[str, Any]) -> str | None:
 class Call:
     """The span of one call, current while the SDK method runs and ended exactly once."""
 
-    __slots__ = ("_ended", "_lock", "_metric_attrs", "_token", "span", "start_ns", "telemetry")
+    __slots__ = ("_ended", "_lock", "_metric_attrs", "_token", "capture", "span", "start_ns", "telemetry")
 
-    def __init__(self, telemetry: Telemetry, instance: Any, kwargs: Mapping[str, Any]) -> None:
+    def __init__(self, telemetry: Telemetry, instance: Any, kwargs: Mapping[str, Any], stream: bool) -> None:
         self.telemetry = telemetry
         self._ended = False
         self._lock = threading.Lock()
         self._token = None
-        request = attrs.request_attributes(kwargs, telemetry.capture_content)
+        self.capture = content.enabled(telemetry.pinned)
+        request = attrs.request_attributes(kwargs, self.capture, stream, telemetry.max_indexed)
         try:
             url = _server_url(instance, kwargs)
             if url:
@@ -104,6 +135,9 @@ class Call:
         ctx = context_api.set_value(IN_CALL_KEY, True, trace.set_span_in_context(self.span))
         self._token = context_api.attach(ctx)
 
+    def accumulator(self) -> attrs.StreamAccumulator:
+        return attrs.StreamAccumulator(self.capture, sizes=self.telemetry.chunk_events)
+
     def detach(self) -> None:
         """Leave the span's context; called once the SDK method has returned or raised."""
         token, self._token = self._token, None
@@ -116,7 +150,7 @@ class Call:
     def finish(
         self,
         response: Any = None,
-        accumulator: attrs.StreamAccumulator | None = None,
+        stream: attrs.StreamAccumulator | None = None,
         error: BaseException | None = None,
         completed: bool | None = None,
     ) -> None:
@@ -127,67 +161,80 @@ class Call:
             self._ended = True
         end_ns = time.time_ns()
         span = self.span
-        usage: Mapping[str, Any] = {}
+        outcome: Mapping[str, Any] = {}
         try:
             if response is not None:
-                usage = attrs.response_attributes(response, self.telemetry.capture_content)
-                span.set_attributes(usage)
-            if accumulator is not None:
-                self._finish_stream(accumulator, completed)
-                usage = accumulator.attributes()
-                span.set_attributes(usage)
-            if error is not None:
-                self._record_error(error)
+                outcome = attrs.response_attributes(response, self.capture)
+            elif stream is not None:
+                outcome = stream.attributes()
+            written = dict(outcome)
+            if stream is not None:
+                written.update(attrs.stream_timing_attributes(self.start_ns, stream.chunk_times))
+                if completed is not None:
+                    written[sc.RESPAN_STREAM_COMPLETED] = completed
+            span.set_attributes(written)
         except Exception as exc:  # noqa: BLE001
             report_once("span finish", exc)
+        if error is not None:
+            self._record_error(error)
+        if stream is not None and stream.chunk_sizes is not None:
+            self._chunk_events(stream)
         try:
             span.end(end_time=end_ns)
         except Exception as exc:  # noqa: BLE001
             report_once("span end", exc)
-        self._record_metrics(end_ns, usage, error)
-
-    def _finish_stream(self, accumulator: attrs.StreamAccumulator, completed: bool | None) -> None:
-        span = self.span
-        if not span.is_recording():
-            return  # sampled out: the chunk events would go nowhere
-        times = accumulator.chunk_times
-        if times:
-            span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, (times[0] - self.start_ns) / 1e9)
-        if completed is not None:
-            span.set_attribute(sc.RESPAN_STREAM_COMPLETED, completed)
-        texts = accumulator.chunk_texts if accumulator.capture_content else None
-        # The SDK's public add_event re-validates every attribute (about 5 us an event); ours are
-        # plain ints and strings, so SDK spans take them directly. The span's event limit still applies.
-        append = getattr(span, "_add_event", None) if Event is not None else None
-        name = sc.RESPAN_STREAM_CHUNK_EVENT
-        for index, timestamp in enumerate(times):
-            event = {"index": index} if texts is None else {"index": index, "content": texts[index]}
-            if append is not None:
-                append(Event(name, event, timestamp))
-            else:
-                span.add_event(name, event, timestamp=timestamp)
+        self._record_metrics(end_ns, outcome, error, stream)
 
     def _record_error(self, error: BaseException) -> None:
-        span = self.span
-        error_type = type(error).__qualname__
-        span.set_attribute(sc.ERROR_TYPE, error_type)
-        status = getattr(error, "status_code", None)
-        if isinstance(status, int):
-            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
-        span.record_exception(error, escaped=True)
-        span.set_status(Status(StatusCode.ERROR, error_type))
-
-    def _record_metrics(self, end_ns: int, usage: Mapping[str, Any], error: BaseException | None) -> None:
         try:
+            span = self.span
+            error_type = type(error).__qualname__
+            span.set_attribute(sc.ERROR_TYPE, error_type)
+            status = getattr(error, "status_code", None)
+            if isinstance(status, int) and not isinstance(status, bool) and status >= 400:
+                span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
+            span.record_exception(error, attributes=None if self.capture else _HIDDEN_MESSAGE, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        except Exception as exc:  # noqa: BLE001
+            report_once("span error", exc)
+
+    def _chunk_events(self, stream: attrs.StreamAccumulator) -> None:
+        """The opt-in per-chunk events: when each chunk came and how much text it carried, never the text."""
+        try:
+            span = self.span
+            if not span.is_recording():
+                return
+            name = sc.RESPAN_STREAM_CHUNK_EVENT
+            sizes = stream.chunk_sizes or ()
+            for index, (timestamp, size) in enumerate(zip(stream.chunk_times, sizes, strict=False)):
+                span.add_event(name, {"index": index, "size": size}, timestamp=timestamp)
+        except Exception as exc:  # noqa: BLE001
+            report_once("stream chunk events", exc)
+
+    def _record_metrics(
+        self,
+        end_ns: int,
+        outcome: Mapping[str, Any],
+        error: BaseException | None,
+        stream: attrs.StreamAccumulator | None,
+    ) -> None:
+        try:
+            telemetry = self.telemetry
             metric_attrs = dict(self._metric_attrs)
-            model = usage.get(sc.GEN_AI_RESPONSE_MODEL)
+            model = outcome.get(sc.GEN_AI_RESPONSE_MODEL)
             if model:
                 metric_attrs[sc.GEN_AI_RESPONSE_MODEL] = model
             if error is not None:
                 metric_attrs[sc.ERROR_TYPE] = type(error).__qualname__
-            self.telemetry.duration.record((end_ns - self.start_ns) / 1e9, metric_attrs)
+            telemetry.duration.record((end_ns - self.start_ns) / 1e9, metric_attrs)
             for key, token_type in ((sc.GEN_AI_USAGE_INPUT_TOKENS, "input"), (sc.GEN_AI_USAGE_OUTPUT_TOKENS, "output")):
-                if key in usage:
-                    self.telemetry.tokens.record(usage[key], {**metric_attrs, sc.GEN_AI_TOKEN_TYPE: token_type})
+                if key in outcome:
+                    telemetry.tokens.record(outcome[key], {**metric_attrs, sc.GEN_AI_TOKEN_TYPE: token_type})
+            times = stream.chunk_times if stream is not None else ()
+            if times:
+                telemetry.first_chunk.record((times[0] - self.start_ns) / 1e9, metric_attrs)
+                record = telemetry.per_chunk.record
+                for previous, current in pairwise(times):
+                    record((current - previous) / 1e9, metric_attrs)
         except Exception as exc:  # noqa: BLE001
             report_once("metrics", exc)

@@ -20,39 +20,55 @@ def _end_with_response(call: Call, response: Any) -> Any:
     return response
 
 
-def _sync_wrapper(telemetry: Telemetry, on_result: OnResult) -> Wrapper:
+def _failed(call: Call, error: BaseException) -> None:
+    call.detach()
+    call.finish(error=error)
+
+
+def _returned(call: Call, on_result: OnResult, result: Any) -> Any:
+    call.detach()
+    return on_result(call, result)
+
+
+def _sync_wrapper(telemetry: Telemetry, on_result: OnResult, stream: bool) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = telemetry.begin(instance, kwargs)
+        call = telemetry.begin(instance, kwargs, stream)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            call.detach()
-            call.finish(error=exc)
+            _failed(call, exc)
             raise
-        call.detach()
-        return on_result(call, result)
+        return _returned(call, on_result, result)
 
     return wrapper
 
 
-def _async_wrapper(telemetry: Telemetry, on_result: OnResult) -> Wrapper:
+def _named_after(function: Any, wrapped: Any) -> None:
+    for attribute in ("__name__", "__qualname__"):
+        name = getattr(wrapped, attribute, None)
+        if isinstance(name, str):
+            setattr(function, attribute, name)
+
+
+def _async_wrapper(telemetry: Telemetry, on_result: OnResult, stream: bool) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        # Start the span when the coroutine runs, not when it is created, as the SDK does.
+        # The span starts when the coroutine runs, as the SDK's own work does, and the SDK's coroutine is
+        # made only then: one that the app (or a layer above) drops is ours alone, and it carries the SDK
+        # method's name, so the "never awaited" warning reads exactly as it would without us.
         async def traced() -> Any:
-            call = telemetry.begin(instance, kwargs)
+            call = telemetry.begin(instance, kwargs, stream)
             if call is None:
                 return await wrapped(*args, **kwargs)
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
-                call.detach()
-                call.finish(error=exc)
+                _failed(call, exc)
                 raise
-            call.detach()
-            return on_result(call, result)
+            return _returned(call, on_result, result)
 
+        _named_after(traced, wrapped)
         return traced()
 
     return wrapper
@@ -61,10 +77,10 @@ def _async_wrapper(telemetry: Telemetry, on_result: OnResult) -> Wrapper:
 def chat_wrappers(telemetry: Telemetry) -> dict[str, Wrapper]:
     """The wrapper for each ``Chat`` method we trace."""
     return {
-        "complete": _sync_wrapper(telemetry, _end_with_response),
-        "complete_async": _async_wrapper(telemetry, _end_with_response),
-        "stream": _sync_wrapper(telemetry, wrap_stream),
-        "stream_async": _async_wrapper(telemetry, wrap_async_stream),
+        "complete": _sync_wrapper(telemetry, _end_with_response, stream=False),
+        "complete_async": _async_wrapper(telemetry, _end_with_response, stream=False),
+        "stream": _sync_wrapper(telemetry, wrap_stream, stream=True),
+        "stream_async": _async_wrapper(telemetry, wrap_async_stream, stream=True),
     }
 
 

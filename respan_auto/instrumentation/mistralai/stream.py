@@ -13,7 +13,6 @@ from typing import Any
 import wrapt
 
 from respan_auto._guard import report_once
-from respan_auto.instrumentation.mistralai.attributes import StreamAccumulator
 from respan_auto.instrumentation.mistralai.call import Call
 
 
@@ -24,13 +23,10 @@ class _StreamState:
 
     def __init__(self, call: Call) -> None:
         self.call = call
-        self.accumulator = StreamAccumulator(call.telemetry.capture_content)
+        self.accumulator = call.accumulator()
 
     def end(self, error: BaseException | None = None, completed: bool = False) -> None:
-        # Cancellation and interpreter exits abandon the stream; they are not call failures.
-        if error is not None and not isinstance(error, Exception):
-            error = None
-        self.call.finish(accumulator=self.accumulator, error=error, completed=completed)
+        self.call.finish(stream=self.accumulator, error=error, completed=completed)
 
 
 class StreamProxy(wrapt.ObjectProxy):

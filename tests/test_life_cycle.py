@@ -1,0 +1,259 @@
+"""One call life cycle: the content switch read at call time, errors recorded alike on every path, response
+attributes kept when later steps fail, long conversations, and no key leaking through stream chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+from respan_auto import content
+from respan_auto.testing.otlp_receiver import OtlpReceiver
+from tests.conftest import REPO, user
+
+MODEL = "mistral-small-latest"
+
+
+@pytest.fixture(autouse=True)
+def _content_switch_restored(monkeypatch):
+    monkeypatch.delenv("RESPAN_TRACE_CONTENT", raising=False)
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    content.reset()
+    yield
+    content.reset()
+
+
+def has_content(span) -> bool:
+    return any(k.startswith(("gen_ai.prompt.", "gen_ai.completion.", "gen_ai.input", "gen_ai.output")) for k in span.attributes)
+
+
+def test_content_switch_takes_effect_at_the_next_call_from_every_source(client, spans, monkeypatch):
+    def one() -> object:
+        client.chat.complete(model=MODEL, messages=user("hello"))
+        span = spans.finished()[-1]
+        spans.clear()
+        return span
+
+    assert has_content(one())
+    content.set_from_code(False)  # what Respan(trace_content=False) says, after the instrumentor started
+    assert not has_content(one())
+    content.set_from_code(True)
+    assert has_content(one())
+    monkeypatch.setenv("RESPAN_TRACE_CONTENT", "false")
+    assert not has_content(one())
+    content.set_from_code(True)  # "off" anywhere wins over "on" elsewhere
+    assert not has_content(one())
+    monkeypatch.delenv("RESPAN_TRACE_CONTENT")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "no_content")
+    assert not has_content(one())
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "span_only")
+    assert has_content(one())
+
+
+def test_content_off_hides_the_error_message_too(client, spans):
+    content.set_from_code(False)
+    with pytest.raises(Exception) as raised:
+        client.chat.complete(model=MODEL, messages=user("secret prompt #500"))
+    (span,) = spans.finished()
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"].endswith(type(raised.value).__name__)
+    assert str(raised.value) not in event.attributes["exception.message"]
+    assert "secret prompt" not in json.dumps({k: str(v) for k, v in span.attributes.items()})
+
+
+def test_under_the_launcher_respan_trace_content_false_keeps_content_out(server):
+    code = """
+        import os
+        from respan_auto import Respan
+        try:
+            from mistralai.client import Mistral
+        except ImportError:
+            from mistralai import Mistral
+        client = Mistral(api_key="k", server_url=os.environ["STANDIN_URL"])
+        Respan(trace_content=False)
+        client.chat.complete(model="m", messages=[{"role": "user", "content": "my private words"}])
+        for _ in client.chat.stream(model="m", messages=[{"role": "user", "content": "more private words"}]):
+            pass
+    """
+    with OtlpReceiver() as rx:
+        env = {
+            "RESPAN_API_KEY": "rk-test-0000000000",
+            "RESPAN_BASE_URL": rx.base_url,
+            "STANDIN_URL": server.url,
+            "PATH": str(__import__("os").environ["PATH"]),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "respan_auto.cli", sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=str(REPO),
+            timeout=120,
+        )
+        exported = b"".join(e.raw for e in rx.exports)
+        names = [s.name for s in rx.spans]
+    assert result.returncode == 0, result.stderr
+    assert names.count("chat m") == 2
+    assert b"private" not in exported
+
+
+def test_response_attributes_survive_a_failing_chunk_event_step(client, spans, instrument, monkeypatch):
+    from opentelemetry.sdk.trace import Span
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("events failed")
+
+    instrument(chunk_events=True)
+    monkeypatch.setattr(Span, "add_event", broken)
+    chunks = list(client.chat.stream(model=MODEL, messages=user("story #usage-chunk")))
+    (span,) = spans.finished()
+    a = span.attributes
+    assert chunks and span.events == ()
+    assert a["gen_ai.response.model"] and a["gen_ai.usage.output_tokens"] > 0
+    assert a["gen_ai.completion.0.content"]
+    assert a["respan.stream.completed"] is True
+
+
+def test_sdk_errors_are_the_calls_error_on_every_path(client, new_client, spans):
+    with pytest.raises(Exception) as plain:
+        client.chat.complete(model=MODEL, messages=user("x #401"))
+    with pytest.raises(Exception):
+        for _ in client.chat.stream(model=MODEL, messages=user("x #500")):
+            pass
+
+    async def run():
+        with pytest.raises(Exception):
+            await new_client().chat.complete_async(model=MODEL, messages=user("x #500"))
+
+    asyncio.run(run())
+    finished = spans.finished()
+    assert len(finished) == 3
+    for span in finished:
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["error.type"]
+        assert span.attributes["http.response.status_code"] in (401, 500)
+    assert finished[0].attributes["error.type"] == type(plain.value).__qualname__
+
+
+def test_a_stream_failing_validation_records_no_http_status(client, spans):
+    with pytest.raises(Exception) as raised:
+        for _ in client.chat.stream(model=MODEL, messages=user("x #malformed")):
+            pass
+    (span,) = spans.finished()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == type(raised.value).__qualname__
+    assert "http.response.status_code" not in span.attributes  # the HTTP answer was a 200: not an HTTP error
+
+
+def test_cancellation_is_recorded_alike_for_plain_and_streamed_calls(new_client, spans):
+    async def cancel(coro_factory):
+        task = asyncio.ensure_future(coro_factory())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def stream_slowly():
+        stream = await new_client().chat.stream_async(model=MODEL, messages=user("slow story #slow #chunks=40"))
+        async for _ in stream:
+            pass
+
+    async def main():
+        await cancel(stream_slowly)
+
+    asyncio.run(main())
+    (span,) = spans.finished()
+    assert span.attributes["error.type"] == "CancelledError"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_failure_in_the_apps_own_with_block_is_an_interrupted_stream_not_a_failed_call(client, spans):
+    with pytest.raises(ValueError), client.chat.stream(model=MODEL, messages=user("story #chunks=5")) as stream:
+        for _ in stream:
+            raise ValueError("the app's own bug")
+    (span,) = spans.finished()
+    assert span.attributes["respan.stream.completed"] is False
+    assert span.status.status_code is StatusCode.UNSET
+    assert "error.type" not in span.attributes
+
+
+def test_a_long_conversation_keeps_the_request_keys_and_warns_nothing(client, spans, caplog):
+    messages = [{"role": "system", "content": "be brief"}]
+    for i in range(1000):
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"})
+    messages.append({"role": "user", "content": "last question"})
+    with caplog.at_level("WARNING"):
+        client.chat.complete(model=MODEL, messages=messages, temperature=0.2)
+    (span,) = spans.finished()
+    a = span.attributes
+    assert a["gen_ai.request.model"] == MODEL
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.provider.name"] == "mistral_ai"
+    assert a["gen_ai.request.temperature"] == 0.2
+    assert a["gen_ai.prompt.0.content"] == "be brief"
+    indexed = [k for k in a if re.fullmatch(r"gen_ai\.prompt\.\d+\.content", k)]
+    assert a[f"gen_ai.prompt.{len(indexed) - 1}.content"] == "last question"
+    assert a["respan.prompt.omitted_messages"] == len(messages) - len(indexed)
+    assert len(json.loads(a["gen_ai.input.messages"])) == len(messages)
+    assert span.dropped_attributes == 0
+    assert not [r for r in caplog.records if "Attributes dict is full" in r.getMessage()]
+
+
+def test_a_dropped_coroutine_warns_as_the_bare_sdk_does(client, sdk):
+    async def drop():
+        coro = client.chat.complete_async(model=MODEL, messages=user("never awaited"))
+        del coro
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(drop())
+        import gc
+
+        gc.collect()
+    texts = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert texts, "a dropped coroutine always warns"
+    assert all("traced" not in text for text in texts)
+    assert any("complete_async" in text for text in texts)
+
+
+def test_no_key_leaks_through_stream_chunks(server):
+    """A key the model repeats, split over many chunks, never leaves whole, even with chunk events on."""
+    key = "sk-mistral-sentinel-0xBEEF4242"
+    code = f"""
+        import os
+        from respan_auto import Respan
+        respan = Respan(is_auto_instrument=True)
+        try:
+            from mistralai.client import Mistral
+        except ImportError:
+            from mistralai import Mistral
+        client = Mistral(api_key="k", server_url=os.environ["STANDIN_URL"])
+        for _ in client.chat.stream(model="m", messages=[{{"role": "user", "content": "say {key} #chunks=40"}}]):
+            pass
+    """
+    with OtlpReceiver() as rx:
+        env = {
+            "RESPAN_API_KEY": "rk-test-0000000000",
+            "RESPAN_BASE_URL": rx.base_url,
+            "RESPAN_CHUNK_EVENTS": "true",
+            "STANDIN_URL": server.url,
+            "PYTHONPATH": str(REPO),
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
+        )
+        exported = b"".join(e.raw for e in rx.exports)
+        spans = [s for s in rx.spans if s.name == "chat m"]
+    assert result.returncode == 0, result.stderr
+    (span,) = spans
+    assert len(span.events) > 10  # the events are there, with timing and sizes only
+    assert key.encode() not in exported
+    assert b"0xBEEF" not in exported
+    assert "[REDACTED]" in span.attributes["gen_ai.completion.0.content"]
