@@ -1,16 +1,91 @@
-"""``respan-instrument traces``: the recent traces of the local store, as trees in the terminal."""
+"""``respan-instrument traces``: the recent traces of the local store, as trees in the terminal or as JSON lines.
+
+Filters (``--trace``, ``--app``, ``--since``) and the limit are handed to the store as one ``Selection``, so that a
+store with indexes can answer them itself. Output is written as it is made and flushed before returning: a closed pipe
+raises inside ``main``, where the command's entry point turns it into a quiet exit.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, NoReturn
 
+from respan_auto import semconv as sc
 from respan_auto.config import Settings
-from respan_auto.export.local_store import read_records
+from respan_auto.export.local_store import Selection, select_traces
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
+_INDEXED = re.compile(r"gen_ai\.prompt\.(\d+)\.content")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line naming the option, as the user wrote it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _since(value: str) -> int:
+    """``10m``, ``2h``, ``1d`` ago, or an ISO timestamp (local time unless it has an offset), in ns since the epoch."""
+    text = value.strip()
+    match = _DURATION.fullmatch(text)
+    if match:
+        return time.time_ns() - int(float(match[1]) * _SECONDS[match[2]] * 1e9)
+    try:
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an age such as 30s, 10m, 2h, 1d, 1w or an ISO timestamp such as 2026-11-29T10:00, got {value!r}"
+        ) from None
+    return int((when if when.tzinfo else when.astimezone()).timestamp() * 1e9)
+
+
+def _trace_id(value: str) -> str:
+    if not _TRACE_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected a trace id or its start (hex digits, as shown), got {value!r}")
+    return value.lower()
+
+
+def _limit(value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of traces, 1 or more, got {value!r}")
+    return limit
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="respan-instrument traces",
+        description="Show recent traces from the local store: the newest last.",
+        epilog="--json writes one JSON object per line, one per trace: "
+        '{"trace_id", "start", "end", "spans": [span records as stored]}, times in ns since the epoch.',
+        allow_abbrev=False,
+    )
+    parser.add_argument("--limit", type=_limit, default=5, metavar="N", help="how many traces (default 5)")
+    parser.add_argument("--trace", type=_trace_id, metavar="ID", help="only the trace whose id starts with ID")
+    parser.add_argument("--app", metavar="NAME", help="only traces with a span from this app (its service.name)")
+    parser.add_argument(
+        "--since", metavar="WHEN", help="only traces started since then: 10m, 2h, 1d ago, or an ISO timestamp"
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines, one trace per line, instead of trees")
+    parser.add_argument("--store", help="the store file (default: RESPAN_LOCAL_STORE or the per-user store)")
+    return parser
+
+
+def _count(number: Any, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _preview(value: Any, width: int = 70) -> str:
@@ -18,86 +93,178 @@ def _preview(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _details(span: dict[str, Any]) -> list[str]:
-    a = span.get("attributes") or {}
-    out = []
-    requested, answered = a.get("gen_ai.request.model"), a.get("gen_ai.response.model")
+def _loads(value: Any) -> Any:
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None  # cut at the attribute length limit
+
+
+def _parts(message: Any) -> list[dict[str, Any]]:
+    parts = message.get("parts") if isinstance(message, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def _text(parts: list[dict[str, Any]]) -> str:
+    texts = [str(p.get("content", "")) for p in parts if p.get("type") == "text"]
+    texts += [str(p.get("response", "")) for p in parts if p.get("type") == "tool_call_response"]
+    return "".join(texts)
+
+
+def _prompt(a: dict[str, Any]) -> str | None:
+    """The last message's text: from the full message list, else from the highest indexed key."""
+    messages = _loads(a.get(sc.GEN_AI_INPUT_MESSAGES))
+    if isinstance(messages, list):
+        texts = [_text(_parts(m)) for m in messages]
+        return next((t for t in reversed(texts) if t), None)
+    indexed = sorted((int(m[1]), k) for k in a if (m := _INDEXED.fullmatch(k)))
+    return str(a[indexed[-1][1]]) if indexed else None
+
+
+def _call(part: dict[str, Any]) -> str:
+    arguments = part.get("arguments")
+    shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    return f"{part.get('name') or '?'}({shown})"
+
+
+def _answer(a: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The first choice's text and tool calls: from Respan's indexed keys, else from the output messages."""
+    prefix = f"{sc.GEN_AI_COMPLETION_PREFIX}.0"
+    text, calls = a.get(f"{prefix}.content"), _loads(a.get(f"{prefix}.tool_calls"))
+    if text is None and calls is None:
+        messages = _loads(a.get(sc.GEN_AI_OUTPUT_MESSAGES))
+        if not isinstance(messages, list) or not messages:
+            return None, []
+        parts = _parts(messages[0])
+        text = _text(parts)
+        calls = [p for p in parts if p.get("type") == "tool_call"]
+    calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    return (None if text is None else str(text)), calls
+
+
+def _facts(a: dict[str, Any]) -> list[str]:
     facts = []
+    kind = a.get("traceloop.span.kind")
+    if kind:
+        facts.append(str(kind))
+    requested, answered = a.get(sc.GEN_AI_REQUEST_MODEL), a.get(sc.GEN_AI_RESPONSE_MODEL)
     if requested and answered and requested != answered:
         facts.append(f"model {requested} (answered by {answered})")
     elif requested or answered:
         facts.append(f"model {requested or answered}")
-    if "gen_ai.usage.input_tokens" in a or "gen_ai.usage.output_tokens" in a:
-        facts.append(
-            f"tokens {a.get('gen_ai.usage.input_tokens', '?')} in / {a.get('gen_ai.usage.output_tokens', '?')} out"
-        )
-    if "respan.stream.chunk_count" in a:
-        facts.append(f"{a['respan.stream.chunk_count']} chunks")
-    kind = a.get("traceloop.span.kind")
-    if kind:
-        facts.insert(0, str(kind))
+    if sc.GEN_AI_USAGE_INPUT_TOKENS in a or sc.GEN_AI_USAGE_OUTPUT_TOKENS in a:
+        tokens_in, tokens_out = a.get(sc.GEN_AI_USAGE_INPUT_TOKENS, "?"), a.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, "?")
+        facts.append(f"tokens {tokens_in} in / {tokens_out} out")
+    if sc.RESPAN_STREAM_CHUNK_COUNT in a:
+        facts.append(_count(a[sc.RESPAN_STREAM_CHUNK_COUNT], "chunk"))
+    first = a.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+    if isinstance(first, (int, float)):
+        facts.append(f"first chunk after {first * 1e3:.1f} ms")
+    if a.get(sc.RESPAN_STREAM_COMPLETED) is False:
+        facts.append("stream interrupted")
     for key, label in (
         ("respan.customer_params.customer_identifier", "customer"),
         ("respan.threads.thread_identifier", "thread"),
     ):
         if key in a:
             facts.append(f"{label} {a[key]}")
+    return facts
+
+
+def _details(span: dict[str, Any]) -> list[str]:
+    a = span.get("attributes")
+    a = a if isinstance(a, dict) else {}
+    out = []
+    facts = _facts(a)
     if facts:
         out.append(" · ".join(facts))
-    prompts = sorted(k for k in a if k.startswith("gen_ai.prompt.") and k.endswith(".content"))
-    if prompts:
-        out.append(f"prompt: {_preview(a[prompts[-1]])}")
-    if "gen_ai.completion.0.content" in a:
-        out.append(f"completion: {_preview(a['gen_ai.completion.0.content'])}")
-    elif "gen_ai.completion.0.tool_calls" in a:
-        out.append(f"tool calls: {_preview(a['gen_ai.completion.0.tool_calls'])}")
+    prompt = _prompt(a)
+    if prompt is not None:
+        out.append(f"prompt: {_preview(prompt)}")
+    text, calls = _answer(a)
+    if text or (text is not None and not calls):
+        out.append(f"completion: {_preview(text) if text else '(empty)'}")
+    if calls:
+        out.append(f"tool calls: {_preview(', '.join(_call(c) for c in calls))}")
     if span.get("status") == "ERROR":
-        out.append(f"error: {a.get('error.type', 'yes')}")
+        status = a.get(sc.HTTP_RESPONSE_STATUS_CODE)
+        out.append(f"error: {a.get(sc.ERROR_TYPE, 'unknown')}" + (f" · HTTP {status}" if status is not None else ""))
     return out
+
+
+def _duration_ms(span: dict[str, Any]) -> float:
+    start, end = span.get("start"), span.get("end")
+    return (end - start) / 1e6 if isinstance(start, int) and isinstance(end, int) else 0.0
 
 
 def _walk(children: dict[str | None, list[dict[str, Any]]], parent: str | None, prefix: str, lines: list[str]) -> None:
     kids = children.get(parent, [])
     for i, span in enumerate(kids):
         last = i == len(kids) - 1
-        duration = ((span.get("end") or 0) - (span.get("start") or 0)) / 1e6
-        lines.append(f"{prefix}{'└─' if last else '├─'} {span['name']}  {duration:.1f} ms")
+        lines.append(f"{prefix}{'└─' if last else '├─'} {span.get('name')}  {_duration_ms(span):.1f} ms")
         detail_prefix = prefix + ("   " if last else "│  ")
         lines.extend(f"{detail_prefix}   {d}" for d in _details(span))
-        _walk(children, span["span_id"], detail_prefix, lines)
+        if span.get("span_id") is not None:
+            _walk(children, span["span_id"], detail_prefix, lines)
 
 
-def render(records: Iterable[dict[str, Any]], limit: int) -> str:
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        traces[record["trace_id"]].append(record)
-    ordered = sorted(traces.values(), key=lambda spans: min(s.get("start") or 0 for s in spans))[-limit:]
-    lines: list[str] = []
-    for spans in ordered:
-        ids = {s["span_id"] for s in spans}
-        children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
-        for span in sorted(spans, key=lambda s: s.get("start") or 0):
-            parent = span.get("parent_id")
-            children[parent if parent in ids else None].append(span)
-        start = min(s.get("start") or 0 for s in spans)
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start / 1e9))
-        service = next((s.get("service") for s in spans if s.get("service")), "")
-        lines.append(f"trace {spans[0]['trace_id'][:16]} · {when}" + (f" · {service}" if service else ""))
+def render_trace(spans: list[dict[str, Any]]) -> str:
+    """One trace as a tree: spans whose parent is not in the store are roots."""
+    ids = {s.get("span_id") for s in spans}
+    children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for span in spans:
+        parent = span.get("parent_id")
+        children[parent if parent in ids else None].append(span)
+    start = spans[0].get("start")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((start if isinstance(start, int) else 0) / 1e9))
+    service = next((s.get("service") for s in spans if s.get("service")), "")
+    lines = [f"trace {spans[0]['trace_id'][:16]} · {when}" + (f" · {service}" if service else "")]
+    _walk(children, None, "", lines)
+    return "\n".join(lines) + "\n"
 
-        _walk(children, None, "", lines)
-        lines.append("")
-    return "\n".join(lines)
+
+def trace_document(spans: list[dict[str, Any]]) -> str:
+    starts = [s["start"] for s in spans if isinstance(s.get("start"), int)]
+    ends = [s["end"] for s in spans if isinstance(s.get("end"), int)]
+    document = {
+        "trace_id": spans[0]["trace_id"],
+        "start": min(starts, default=None),
+        "end": max(ends, default=None),
+        "spans": spans,
+    }
+    return json.dumps(document, default=str) + "\n"
+
+
+def _filters(options: argparse.Namespace) -> str:
+    given = (("--trace", options.trace), ("--app", options.app), ("--since", options.since))
+    return " ".join(f"{flag} {value}" for flag, value in given if value is not None)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="respan-instrument traces", description="Show recent local traces.")
-    parser.add_argument("--limit", type=int, default=5, help="how many traces (default 5)")
-    parser.add_argument("--store", help="the store file (default: RESPAN_LOCAL_STORE or the per-user store)")
+    parser = _parser()
     options = parser.parse_args(argv)
+    try:
+        since_ns = None if options.since is None else _since(options.since)  # the value is kept as written
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"argument --since: {error}")
     path = options.store or Settings.load().local_store
     if not os.path.exists(path):
-        print(f"No local traces yet ({path} does not exist). Run a program under respan-instrument first.")
+        message = f"No local traces yet ({path} does not exist). Run a program under respan-instrument first."
+        print(message, file=sys.stderr if options.json else sys.stdout)
         return 0
-    output = render(read_records(path), max(1, options.limit))
-    print(output or f"No traces in {path}.")
+    selection = Selection(limit=options.limit, trace_id=options.trace, app=options.app, since_ns=since_ns)
+    traces = select_traces(path, selection)
+    out = sys.stdout
+    for i, spans in enumerate(traces):
+        if options.json:
+            out.write(trace_document(spans))
+        else:
+            out.write(("\n" if i else "") + render_trace(spans))
+    if not traces:
+        filters = _filters(options)
+        message = f"No traces in {path}" + (f" match {filters}." if filters else ".")
+        print(message, file=sys.stderr if options.json else sys.stdout)
+    out.flush()
     return 0
