@@ -47,6 +47,9 @@ for case in sys.argv[1:]:
         with client.chat.stream(model=model, messages=user("a long story #chunks=4")) as stream:
             for event in stream:
                 break
+    elif case == "long":
+        turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(11)]
+        client.chat.complete(model=model, messages=turns)
     elif case.startswith("chunks="):
         with client.chat.stream(model=model, messages=user(f"stream #{case}")) as stream:
             for event in stream:
@@ -68,7 +71,7 @@ def store(tmp_path_factory, server):
     app.write_text(textwrap.dedent(APP))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESPAN_", "OTEL_", "MISTRAL_"))}
     env.update(STANDIN_URL=server.url, RESPAN_LOCAL_STORE=str(folder / "traces.jsonl"), PYTHONPATH=str(REPO))
-    cases = ["tools", "500", "401", "interrupted", "chunks=1", "chunks=2"]
+    cases = ["tools", "500", "401", "interrupted", "chunks=1", "chunks=2", "long"]
     alpha = run([LAUNCHER, sys.executable, str(app), *cases], {**env, "RESPAN_APP_NAME": "alpha"})
     assert alpha.returncode == 0, alpha.stderr
     between = datetime.now().astimezone()
@@ -110,13 +113,18 @@ def test_an_interrupted_stream_is_flagged_and_chunks_are_counted(store):
     for finished in (view["stream #chunks=1"], view["stream #chunks=2"]):
         assert "interrupted" not in finished
     assert "chunks" not in view["stream #chunks=1"].replace("#chunks=", "")
+    assert re.search(r"· gaps \d+\.\d ms mean, \d+\.\d ms max", view["stream #chunks=2"])
+
+
+def test_the_prompt_shown_is_the_last_message_of_a_long_conversation(store):
+    assert "turn 10" in shown(store)
 
 
 def test_json_lines_one_per_trace(store):
     result = traces(store, "--json", "--limit", "20")
     assert result.returncode == 0, result.stderr
     documents = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(documents) == 7
+    assert len(documents) == 8
     assert [d["start"] for d in documents] == sorted(d["start"] for d in documents)
     for document in documents:
         assert {"trace_id", "start", "end", "spans"} <= set(document)
@@ -133,12 +141,12 @@ def test_filter_by_trace_app_and_time(store):
     (picked,) = shown(store, "--trace", wanted[:16].upper()).values()
     assert f"trace {wanted[:16]} " in picked
     assert set(shown(store, "--app", "beta")) == {"hello from beta"}
-    assert len(shown(store, "--app", "alpha")) == 6
+    assert len(shown(store, "--app", "alpha")) == 7
     assert set(shown(store, "--since", store["between"].isoformat())) == {"hello from beta"}
     utc = store["between"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert set(shown(store, "--since", utc)) == {"hello from beta"}
     for age in ("10m", "2h", "1d"):
-        assert len(shown(store, "--since", age)) == 7
+        assert len(shown(store, "--since", age)) == 8
     later = (store["between"] + timedelta(days=1)).isoformat()
     nothing = traces(store, "--since", later, "--app", "alpha")
     assert nothing.returncode == 0

@@ -162,6 +162,9 @@ def _facts(a: dict[str, Any]) -> list[str]:
     first = a.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
     if isinstance(first, (int, float)):
         facts.append(f"first chunk after {first * 1e3:.1f} ms")
+    mean, largest = a.get(sc.RESPAN_STREAM_GAP_MEAN), a.get(sc.RESPAN_STREAM_GAP_MAX)
+    if isinstance(mean, (int, float)) and isinstance(largest, (int, float)):
+        facts.append(f"gaps {mean * 1e3:.1f} ms mean, {largest * 1e3:.1f} ms max")
     if a.get(sc.RESPAN_STREAM_COMPLETED) is False:
         facts.append("stream interrupted")
     for key, label in (
