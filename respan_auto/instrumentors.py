@@ -146,13 +146,11 @@ def any_active() -> bool:
     return False
 
 
-def activate_explicit(instrumentors: Iterable[Any], tracer_provider: Any, capture_content: bool) -> list[str]:
+def activate_explicit(instrumentors: Iterable[Any], tracer_provider: Any) -> list[str]:
     done = []
     for instrumentor in instrumentors:
         label = _name_of(instrumentor)
         kwargs: dict[str, Any] = {"tracer_provider": tracer_provider}
-        if label == OUR_CLASS:
-            kwargs["capture_content"] = capture_content
         if _instrument(label, instrumentor, kwargs, explicit=True):
             done.append(label)
     return done
@@ -173,7 +171,6 @@ def _installed_entry_points() -> list[Any]:
 
 def activate_discovered(
     tracer_provider: Any,
-    capture_content: bool,
     skip: Iterable[str] = (),
     environ: Mapping[str, str] | None = None,
 ) -> list[str]:
@@ -208,8 +205,6 @@ def activate_discovered(
             )
             continue
         kwargs: dict[str, Any] = {"tracer_provider": tracer_provider, "skip_dep_check": True}
-        if ep.name == OUR_ENTRY_POINT:
-            kwargs["capture_content"] = capture_content
         if _instrument(OUR_CLASS if ep.name == OUR_ENTRY_POINT else label, instrumentor, kwargs):
             done.append(ep.name)
     return done

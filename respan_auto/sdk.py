@@ -118,13 +118,13 @@ class Respan:
                 _pipeline = Pipeline(settings, redact=redact)
             self._pipeline = _pipeline
         provider = self._pipeline.provider
-        self.activated += instrumentors.activate_explicit(instrumentations or (), provider, settings.trace_content)
+        self.activated += instrumentors.activate_explicit(instrumentations or (), provider)
         if is_auto_instrument:
             if settings.instrument_threading and threads.instrument():
                 self.activated.append(threads.CONTRIB_ENTRY_POINT)
             # ours carries the context into threads (or, switched off, nothing does): never the contrib one too
             skip = (threads.CONTRIB_ENTRY_POINT,)
-            self.activated += instrumentors.activate_discovered(provider, settings.trace_content, skip=skip)
+            self.activated += instrumentors.activate_discovered(provider, skip=skip)
         if first:
             _announce(self._pipeline)
         else:
