@@ -1,7 +1,11 @@
 """Settings from ``Respan(...)`` arguments and the environment, with one clear message per bad value.
 
 Everything else reads a ``Settings`` object and never ``os.environ`` itself. Arguments win over
-the environment; a malformed variable is reported once, naming it, and its default is used.
+the environment; a malformed value is reported once, naming it as the user wrote it, and its default
+is used. Each value is read by one reader (``READERS``), which the launcher also checks its flags with,
+so a flag and its variable are judged alike. The launcher checks the whole environment before it runs
+the program (``check``) and passes on what it reported (``REPORTED_VARIABLE``), so the program does not
+say it again.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +26,204 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 _GENAI_CONTENT_ON = frozenset({"span_only", "event_only", "span_and_event"})
 _GENAI_CONTENT_OFF = frozenset({"no_content"})
 
-
 # Below this a request cannot hold an ordinary LLM span: smaller values are a mistake, reported as such.
 MIN_EXPORT_BYTES = 65536
+MAX_EXIT_SECONDS = 600.0
+# The problems the launcher already reported, as a JSON list of keys: the program it runs stays quiet about them.
+REPORTED_VARIABLE = "RESPAN_REPORTED"
+
+
+class InvalidValueError(ValueError):
+    """A value that cannot be used; its text says what was expected."""
+
+
+# ---- reporting -----------------------------------------------------------------------------------------------------
+
+_collected: list[tuple[str, str]] | None = None  # set while ``check`` runs: problems are gathered, not logged
+
+
+def _warn(key: str, message: str) -> None:
+    if _collected is not None:
+        _collected.append((key, message))
+        return
+    if key in reported_by_launcher():
+        return
+    warn_once(key, "respan_auto: %s", message)
+
+
+def reported_by_launcher() -> frozenset[str]:
+    """The keys of the problems ``respan-instrument`` already reported for this process's environment."""
+    raw = os.environ.get(REPORTED_VARIABLE)
+    if not raw:
+        return frozenset()
+    try:
+        keys = json.loads(raw)
+    except ValueError:
+        return frozenset()
+    return frozenset(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else frozenset()
+
+
+def check(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every problem the settings of ``environ`` have, as (key, message) pairs, without logging any.
+
+    For the launcher, which reports them before the program starts (and passes the keys on in
+    ``REPORTED_VARIABLE``). Not thread-safe; the launcher has one thread.
+    """
+    global _collected
+    found: list[tuple[str, str]] = []
+    _collected = found
+    try:
+        Settings.load(environ)
+        capture_content(environ)
+    finally:
+        _collected = None
+    return list(dict.fromkeys(found))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _read(name: str, raw: Any, reader: Callable[[Any], Any], default: Any) -> Any:
+    """``reader(raw)``; when it is unusable, one line naming ``name`` and ``default`` instead."""
+    if raw is None:
+        return default
+    try:
+        return reader(raw)
+    except InvalidValueError as problem:
+        _warn(f"{name}={raw}", f"ignoring {name}={raw!r}: {problem}; using {_shown(default)}")
+        return default
+
+
+# ---- readers: a raw value to what it means, or InvalidValueError -------------------------------------------------
+
+
+def read_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidValueError("expected true or false")
+
+
+def read_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_EXIT_SECONDS:  # NaN and inf too
+        raise InvalidValueError(f"expected a number of seconds from 0 to {MAX_EXIT_SECONDS:g}")
+    return value
+
+
+def read_whole(minimum: int) -> Callable[[str], int]:
+    def read(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise InvalidValueError(f"expected a whole number of at least {minimum}")
+        return value
+
+    return read
+
+
+def read_url(raw: str) -> str:
+    """An http(s) base URL, without its trailing slash."""
+    from urllib.parse import urlsplit
+
+    text = str(raw).strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises on a port that is not a number
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+    except ValueError:
+        usable = False
+    if not usable:
+        raise InvalidValueError("expected an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def read_metadata(raw: Any) -> dict[str, str]:
+    """A metadata mapping with string values (others JSON-encoded)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise InvalidValueError('expected a JSON object like {"team": "search"}') from None
+    if not isinstance(raw, Mapping):
+        raise InvalidValueError(f'expected a JSON object like {{"team": "search"}}, got {type(raw).__name__}')
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in raw.items()}
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a redaction regex cannot be used alone (as the redactor compiles it), or None."""
+    import re
+
+    try:
+        compiled = re.compile(pattern)
+    except Exception as error:  # noqa: BLE001 - re.error, or a warning the app's filters made an error
+        return str(error) or type(error).__name__
+    if compiled.fullmatch(""):
+        return "it matches empty text, so it would redact between every character"
+    return None
+
+
+def read_patterns(raw: Any) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """Redaction regexes from a JSON list (or a list, or one regex): the usable ones, and (pattern, why) for the rest.
+
+    Each is compiled on its own, as the redactor uses it, so inline flags such as ``(?i)`` mean what
+    they mean alone.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = [raw]
+    if not isinstance(raw, (list, tuple)):
+        raise InvalidValueError('expected a JSON list of regular expressions, like ["password=\\\\S+"]')
+    kept: list[str] = []
+    rejected: list[tuple[str, str]] = []
+    for item in raw:
+        pattern = str(item)
+        problem = pattern_problem(pattern)
+        if problem is None:
+            kept.append(pattern)
+        else:
+            rejected.append((pattern, problem))
+    return tuple(kept), rejected
+
+
+def read_patterns_strictly(raw: Any) -> tuple[str, ...]:
+    kept, rejected = read_patterns(raw)
+    if rejected:
+        pattern, problem = rejected[0]
+        raise InvalidValueError(f"pattern {pattern!r}: {problem}")
+    return kept
+
+
+# option -> its reader: what the launcher checks each flag's value with (flags without one take any text)
+READERS: dict[str, Callable[[str], Any]] = {
+    "base_url": read_url,
+    "gateway_url": read_url,
+    "metadata": read_metadata,
+    "exit_timeout": read_seconds,
+    "max_queue_size": read_whole(1),
+    "max_queue_bytes": read_whole(MIN_EXPORT_BYTES),
+    "max_export_bytes": read_whole(MIN_EXPORT_BYTES),
+    "max_attribute_length": read_whole(1),
+    "spool_max_bytes": read_whole(MIN_EXPORT_BYTES),
+    "redact_patterns": read_patterns_strictly,
+}
+
+
+# ---- the public helpers --------------------------------------------------------------------------------------------
 
 
 def _std(environ: Mapping[str, str], name: str) -> str | None:
@@ -38,21 +237,7 @@ def _env(environ: Mapping[str, str], option: str) -> str | None:
 
 def parse_bool(name: str, raw: str | None, default: bool) -> bool:
     """A boolean value; an unreadable one keeps the default and is reported once."""
-    if raw is None or not raw.strip():
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    warn_once(
-        f"env:{name}",
-        "respan_auto: ignoring %s=%r: expected true or false; using %s",
-        name,
-        raw,
-        "true" if default else "false",
-    )
-    return default
+    return bool(_read(name, raw if raw is not None and raw.strip() else None, read_bool, default))
 
 
 def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
@@ -82,101 +267,25 @@ def parse_metadata(name: str, raw: Any) -> dict[str, str]:
     """A metadata mapping with string values (others JSON-encoded); anything else is reported once."""
     if raw is None or raw == "":
         return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            warn_once(
-                f"metadata:{name}",
-                'respan_auto: ignoring %s: it is not valid JSON (expected an object like {"team": "search"})',
-                name,
-            )
-            return {}
-    if not isinstance(raw, Mapping):
-        warn_once(
-            f"metadata:{name}", "respan_auto: ignoring %s: expected a JSON object, got %s", name, type(raw).__name__
-        )
+    try:
+        return read_metadata(raw)
+    except InvalidValueError as problem:
+        _warn(f"{name}={raw}", f"ignoring {name}: {problem}")
         return {}
-    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in raw.items()}
 
 
-MAX_EXIT_SECONDS = 600.0
-
-
-def _parse_seconds(name: str, raw: str | None, default: float) -> float:
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-        if 0 <= value <= MAX_EXIT_SECONDS:
-            return value
-    except ValueError:
-        pass
-    warn_once(
-        f"env:{name}",
-        "respan_auto: ignoring %s=%r: expected a number of seconds from 0 to %d; using %s",
-        name,
-        raw,
-        MAX_EXIT_SECONDS,
-        default,
-    )
-    return default
-
-
-def _parse_int(name: str, raw: str | None, default: int, minimum: int = 1) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-        if value >= minimum:
-            return value
-    except ValueError:
-        pass
-    warn_once(
-        f"env:{name}",
-        "respan_auto: ignoring %s=%r: expected a whole number of at least %d; using %s",
-        name,
-        raw,
-        minimum,
-        default,
-    )
-    return default
-
-
-def _int_option(env: Mapping[str, str], option: str, default: int, minimum: int = 1, fallback: str = "") -> int:
-    """A RESPAN_* whole number, else the standard variable it stands for, else the default."""
-    raw = _env(env, option)
-    if raw is not None:
-        return _parse_int(ENVIRONMENT[option][0], raw, default, minimum)
-    if fallback and (env.get(fallback) or "").strip():
-        return _parse_int(fallback, env[fallback].strip(), default, minimum)
-    return default
-
-
-def _parse_patterns(raw: Any) -> tuple[str, ...]:
-    """Redaction regexes: a JSON list (from the environment) or a list; bad ones are reported once and skipped."""
-    import re
-
-    name = ENVIRONMENT["redact_patterns"][0]
+def _parse_patterns(name: str, raw: Any) -> tuple[str, ...]:
+    """Redaction regexes; a bad one is reported once and skipped, the others kept."""
     if raw is None or raw == "":
         return ()
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raw = [raw]
-    if not isinstance(raw, (list, tuple)):
-        warn_once("redact:type", "respan_auto: ignoring %s: expected a JSON list of regular expressions", name)
+    try:
+        kept, rejected = read_patterns(raw)
+    except InvalidValueError as problem:
+        _warn(f"{name}={raw}", f"ignoring {name}: {problem}")
         return ()
-    patterns = []
-    for pattern in raw:
-        try:
-            re.compile(str(pattern))
-        except re.error as error:
-            warn_once(f"redact:{pattern}", "respan_auto: ignoring pattern %r in %s: %s", pattern, name, error)
-            continue
-        patterns.append(str(pattern))
-    return tuple(patterns)
+    for pattern, why in rejected:
+        _warn(f"{name}:{pattern}", f"ignoring pattern {pattern!r} in {name}: {why}")
+    return kept
 
 
 def default_local_store(environ: Mapping[str, str]) -> str:
@@ -242,23 +351,33 @@ class Settings:
         env = os.environ if environ is None else environ
         given = {k: v for k, v in arguments.items() if v is not None}
 
+        def source(option: str) -> tuple[str, Any]:
+            """The value to read and its name as the user wrote it: ``option=`` for an argument, else the variable."""
+            if option in given:
+                return f"{option}=", given[option]
+            return ENVIRONMENT[option][0], _env(env, option)
+
         def pick(option: str) -> Any:
-            return given[option] if option in given else _env(env, option)
+            return source(option)[1]
 
         def pick_bool(option: str, default: bool) -> bool:
             if option in given:
                 return bool(given[option])
             return parse_bool(ENVIRONMENT[option][0], _env(env, option), default)
 
-        if "metadata" in given:
-            metadata = parse_metadata("metadata=", given["metadata"])
-        else:
-            metadata = parse_metadata(ENVIRONMENT["metadata"][0], _env(env, "metadata"))
+        def pick_read(option: str, default: Any, fallback: str = "") -> Any:
+            """A value through its reader; without it, the standard variable it stands for, else the default."""
+            name, raw = source(option)
+            if raw is None and fallback and _std(env, fallback) is not None:
+                name, raw = fallback, _std(env, fallback)
+            return _read(name, raw, READERS[option], default)
+
+        metadata = parse_metadata(*source("metadata"))
         trace_content = given.get("trace_content")
         app_name = pick("app_name") or env.get("OTEL_SERVICE_NAME")
         if not app_name and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
             app_name = _program_name()
-        base_url = str(pick("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        base_url = pick_read("base_url", DEFAULT_BASE_URL)
         return cls(
             enabled=pick_bool("enabled", True),
             api_key=pick("api_key"),
@@ -270,24 +389,24 @@ class Settings:
             trace_content=capture_content(env) if trace_content is None else bool(trace_content),
             instrument_threading=pick_bool("instrument_threading", True),
             local_store=pick("local_store") or default_local_store(env),
-            exit_timeout=_parse_seconds(ENVIRONMENT["exit_timeout"][0], _env(env, "exit_timeout"), 2.0),
+            exit_timeout=pick_read("exit_timeout", 2.0),
             otlp_from_environment=otlp_endpoint_configured(env),
             sdk_disabled=parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED"), False),
             gateway=pick_bool("gateway", False),
-            gateway_url=str(pick("gateway_url") or base_url).rstrip("/"),
+            gateway_url=pick_read("gateway_url", base_url),
             tracing=pick_bool("tracing", True),
-            max_queue_size=_int_option(env, "max_queue_size", 2048, fallback="OTEL_BSP_MAX_QUEUE_SIZE"),
-            max_queue_bytes=_int_option(env, "max_queue_bytes", 64 * 1024 * 1024, minimum=MIN_EXPORT_BYTES),
-            max_export_batch_size=_parse_int(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _std(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512
+            max_queue_size=pick_read("max_queue_size", 2048, fallback="OTEL_BSP_MAX_QUEUE_SIZE"),
+            max_queue_bytes=pick_read("max_queue_bytes", 64 * 1024 * 1024),
+            max_export_batch_size=_read(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _std(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), read_whole(1), 512
             ),
-            schedule_delay_millis=_parse_int("OTEL_BSP_SCHEDULE_DELAY", _std(env, "OTEL_BSP_SCHEDULE_DELAY"), 5000, 0),
-            max_export_bytes=_int_option(env, "max_export_bytes", 4_000_000, minimum=MIN_EXPORT_BYTES),
-            max_attribute_length=_int_option(
-                env, "max_attribute_length", 65536, fallback="OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+            schedule_delay_millis=_read(
+                "OTEL_BSP_SCHEDULE_DELAY", _std(env, "OTEL_BSP_SCHEDULE_DELAY"), read_whole(0), 5000
             ),
+            max_export_bytes=pick_read("max_export_bytes", 4_000_000),
+            max_attribute_length=pick_read("max_attribute_length", 65536, fallback="OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
             spool_dir=pick("spool_dir"),
-            spool_max_bytes=_int_option(env, "spool_max_bytes", 256 * 1024 * 1024, minimum=MIN_EXPORT_BYTES),
-            redact_patterns=_parse_patterns(given.get("redact_patterns", _env(env, "redact_patterns"))),
+            spool_max_bytes=pick_read("spool_max_bytes", 256 * 1024 * 1024),
+            redact_patterns=_parse_patterns(*source("redact_patterns")),
             redact_keys=pick_bool("redact_keys", True),
         )

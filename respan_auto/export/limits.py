@@ -31,6 +31,22 @@ BUILTIN_PATTERNS = (
 BUILTIN_ANCHORS = ("earer", "EARER", "sk-", "rk-", "pk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox")
 
 
+def _each_compiled(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    """The user's regexes, each compiled on its own.
+
+    Joined into one, a pattern's inline flags (``(?i)``) would no longer be at the start, its group
+    numbers would shift, and a verbose pattern's comment could swallow the join. The settings have
+    reported (and left out) any that does not compile alone; one that still fails here is skipped.
+    """
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except Exception as exc:  # noqa: BLE001 - a bad pattern costs only itself, never the app or the export
+            report_once("redaction pattern", exc)
+    return tuple(compiled)
+
+
 class Redactor:
     """Removes secrets from text: the process's own keys verbatim, then patterns, then the user's hook."""
 
@@ -43,7 +59,7 @@ class Redactor:
     ) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
         self.builtin = re.compile("|".join(f"(?:{p})" for p in BUILTIN_PATTERNS)) if builtin else None
-        self.patterns = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self.patterns = _each_compiled(patterns)
         self.hook = hook
 
     def __call__(self, text: str) -> str:
@@ -54,8 +70,8 @@ class Redactor:
                     text = text.replace(secret, REDACTED)
             if self.builtin is not None and any(anchor in text for anchor in BUILTIN_ANCHORS):
                 text = self.builtin.sub(REDACTED, text)
-            if self.patterns is not None:
-                text = self.patterns.sub(REDACTED, text)
+            for pattern in self.patterns:
+                text = pattern.sub(REDACTED, text)
         if self.hook is not None:
             try:
                 result = self.hook(text)
@@ -66,7 +82,7 @@ class Redactor:
 
     def might_change(self, text: str) -> bool:
         """Whether redaction could change ``text``: one cheap scan, used on a whole span's strings at once."""
-        if self.patterns is not None or self.hook is not None:
+        if self.patterns or self.hook is not None:
             return True
         if any(secret in text for secret in self.secrets):
             return True
