@@ -1,15 +1,26 @@
 """``respan-instrument [options] <command> [args...]``: trace an unmodified program.
 
-It sets RESPAN_* variables from the options, puts the bootstrap folder on PYTHONPATH and
-``exec``s the command, so the PID, stdin/stdout and exit code are the program's own.
+argparse reads the options up to the program's name; everything after it is the program's own.
+Each option becomes its RESPAN_* variable, and every setting is checked here, once, before the
+program runs: a bad flag is a usage error naming the flag, a bad variable one line naming the
+variable (the program, which reads the same variables, is told not to say it again). Then the
+bootstrap folder goes on PYTHONPATH and the command is ``exec``'d, so the PID, stdin/stdout,
+signal dispositions and exit code are the program's own.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import signal
 import sys
+from collections.abc import Callable, Mapping
 
 from respan_auto.options import ENVIRONMENT
+from respan_auto.version import __version__
+
+PROG = "respan-instrument"
 
 # option -> (flag, takes a value, value for a bare flag)
 _FLAGS = {
@@ -44,33 +55,94 @@ _BARE_HELP = {
     "gateway": "route Mistral chat calls through the Respan gateway",
     "tracing": "no tracing (with --gateway: gateway-only mode)",
 }
+USAGE = f"""{PROG} [options] <command> [args...]
+       {PROG} traces [options]
+       {PROG} flush [--spool-dir DIR]"""
+# What Python ignores at start-up and an exec'd program would inherit; subprocess restores them the same way.
+_RESTORED_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
 
 
-def _parser() -> object:
-    import argparse
+def _checked(option: str) -> Callable[[str], str]:
+    """An argparse ``type`` that judges the flag's value as its variable would be, and keeps the text as written."""
+    from respan_auto import config
 
+    reader = config.READERS.get(option)
+
+    def check(value: str) -> str:
+        if reader is not None:
+            try:
+                reader(value)
+            except config.InvalidValueError as problem:
+                raise argparse.ArgumentTypeError(f"{problem}, got {value!r}") from None
+        return value
+
+    return check
+
+
+def parser() -> argparse.ArgumentParser:
     lines = [
         f"  {var:<30} {flag:<23} {text}" for option, (var, text) in ENVIRONMENT.items() for flag in [_FLAGS[option][0]]
     ]
-    parser = argparse.ArgumentParser(
-        prog="respan-instrument",
+    built = argparse.ArgumentParser(
+        prog=PROG,
+        usage=USAGE,
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a program with its Mistral calls traced. No code changes needed.",
         epilog="every option is also an environment variable (the option wins):\n"
         + "\n".join(lines)
         + "\n\nThe standard OTEL_* variables keep their meaning (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
-        "OTEL_SERVICE_NAME, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, ...).\n\n"
-        "other commands:\n  respan-instrument traces [--limit N]   show recent traces from the local store\n"
-        "  respan-instrument flush                send the spans spooled in RESPAN_SPOOL_DIR",
+        "OTEL_SERVICE_NAME, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, ...).\n"
+        "Options after the command's name are the command's own.\n\n"
+        f"other commands (each has --help):\n  {PROG} traces   show recent traces from the local store\n"
+        f"  {PROG} flush    send the spans spooled in RESPAN_SPOOL_DIR (or --spool-dir)",
     )
+    built.add_argument("--version", action="version", version=f"{PROG} (respan-auto) {__version__}")
     for option, (flag, takes_value, _) in _FLAGS.items():
         help_text = _BARE_HELP.get(option) or ENVIRONMENT[option][1]
         if takes_value:
-            parser.add_argument(flag, dest=option, metavar="VALUE", help=help_text)
+            built.add_argument(flag, dest=option, metavar="VALUE", type=_checked(option), help=help_text)
         else:
-            parser.add_argument(flag, dest=option, action="store_true", help=help_text)
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="the program to run, with its arguments")
-    return parser
+            built.add_argument(flag, dest=option, action="store_true", help=help_text)
+    built.add_argument("command", nargs=argparse.REMAINDER, help="the program to run, with its arguments")
+    return built
+
+
+def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The options as RESPAN_* variables, and the command. argparse exits on --help, --version or a usage error."""
+    built = parser()
+    options = built.parse_args(argv)
+    command = list(options.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        built.error("the command to run is missing")
+    env: dict[str, str] = {}
+    for option, (_, takes_value, bare) in _FLAGS.items():
+        value = getattr(options, option)
+        if takes_value and value is not None:
+            env[ENVIRONMENT[option][0]] = value
+        elif not takes_value and value:
+            env[ENVIRONMENT[option][0]] = str(bare)
+    return env, command
+
+
+def report_settings(environ: Mapping[str, str]) -> list[str]:
+    """One line on stderr per unusable setting; the keys of every problem reported so far, for the program."""
+    from respan_auto import config
+
+    raw = (environ.get(ENVIRONMENT["enabled"][0]) or "").strip()
+    try:
+        enabled = config.read_bool(raw) if raw else True
+    except config.InvalidValueError:
+        enabled = True  # reported below, as the program would
+    if not enabled:
+        return []  # off: nothing else is read
+    earlier = config.reported_by_launcher()  # by an outer respan-instrument
+    problems = [(key, message) for key, message in config.check(environ) if key not in earlier]
+    for _, message in problems:
+        sys.stderr.write(f"{PROG}: {message}\n")
+    return [*earlier, *(key for key, _ in problems)] if problems else []
 
 
 def disabling_flags(command: list[str]) -> list[str]:
@@ -94,36 +166,6 @@ def disabling_flags(command: list[str]) -> list[str]:
     return found
 
 
-def parse(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
-    """Options (as RESPAN_* variables) and the command; None when --help or an error needs argparse.
-
-    Hand-rolled because this runs on every launch and argparse alone costs milliseconds.
-    """
-    by_flag = {flag: (option, takes_value, bare) for option, (flag, takes_value, bare) in _FLAGS.items()}
-    env: dict[str, str] = {}
-    args = iter(argv)
-    for arg in args:
-        if arg == "--":
-            return env, list(args)
-        if not arg.startswith("-"):
-            return env, [arg, *args]
-        flag, has_value, value = arg.partition("=")
-        known = by_flag.get(flag)
-        if known is None:
-            return None
-        option, takes_value, bare = known
-        if takes_value and not has_value:
-            value = next(args, None)
-            if value is None:
-                return None
-        elif not takes_value:
-            if has_value:
-                return None
-            value = bare
-        env[ENVIRONMENT[option][0]] = value
-    return None
-
-
 def bootstrap_dir() -> str:
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_bootstrap")
     if os.path.isfile(os.path.join(here, "sitecustomize.py")):
@@ -136,27 +178,37 @@ def bootstrap_dir() -> str:
     return next(iter(spec.submodule_search_locations))
 
 
+def _restore_signals() -> None:
+    for name in _RESTORED_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, signal.SIG_DFL)
+
+
 def main(argv: list[str]) -> int:
-    parsed = parse(argv)
-    if parsed is None or not parsed[1]:
-        parser = _parser()
-        parser.parse_args(argv)  # prints help or the error, and exits
-        parser.print_help(sys.stderr)
-        return 2
-    env, command = parsed
+    env, command = parse(argv)
     os.environ.update(env)
+    from respan_auto import config
+
+    reported = report_settings(os.environ)
+    if reported:
+        os.environ[config.REPORTED_VARIABLE] = json.dumps(reported)
     flags = disabling_flags(command)
     if flags:
         sys.stderr.write(
-            f"respan-instrument: {command[0]} {' '.join(flags)} ignores PYTHONPATH or site customisation, "
+            f"{PROG}: {command[0]} {' '.join(flags)} ignores PYTHONPATH or site customisation, "
             "so this program will not be traced\n"
         )
     here = bootstrap_dir()
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
     os.environ["PYTHONPATH"] = os.pathsep.join([here, *parts])
+    _restore_signals()
     try:
         os.execvp(command[0], command)
     except OSError as error:
-        sys.stderr.write(f"respan-instrument: cannot run {command[0]}: {error.strerror}\n")
+        hint = ""
+        if command[0] in ("traces", "flush"):  # a subcommand is only one as the first argument
+            hint = f" ({PROG} {command[0]} is a command of its own: put it first, before its options)"
+        sys.stderr.write(f"{PROG}: cannot run {command[0]}: {error.strerror}{hint}\n")
         return 127
     return 0  # not reached
