@@ -115,7 +115,7 @@ def test_an_oversized_span_is_not_delivered_and_is_counted_with_its_cause():
         names = sorted(s.name for s in rx.spans)
     assert result.returncode == 0, result.stderr
     assert names == [f"s{i}" for i in range(5)]
-    assert "1 span(s) were dropped" in result.stderr
+    assert "1 span was dropped" in result.stderr
     assert "1 larger than a request may be (RESPAN_MAX_EXPORT_BYTES)" in result.stderr
 
 
@@ -141,7 +141,7 @@ def test_failures_stay_one_line():
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert sum("cannot reach" in line for line in lines) == 1, result.stderr
     assert not any("Transient error" in line or "Traceback" in line for line in lines), result.stderr
-    assert "6 span(s) did not reach" in result.stderr
+    assert "6 spans did not reach" in result.stderr
 
 
 def test_a_failed_spool_write_says_so(tmp_path):
@@ -155,7 +155,7 @@ def test_a_failed_spool_write_says_so(tmp_path):
     }
     result, _ = run_app(SPANS, env)
     assert result.returncode == 0, result.stderr
-    assert "0 spans spooled" in result.stderr
+    assert "spans spooled" not in result.stderr  # none were: no cause is counted 0
     assert "5 spans could not be spooled" in result.stderr
 
 
@@ -268,7 +268,7 @@ def test_memory_is_bounded_in_bytes_and_exit_is_quick_with_the_endpoint_down():
     # 300 x 1 MB prompts (600+ MB when they were cut only at export), cut to 64 K characters as they end
     assert int(grown) < 150, f"RSS grew by {grown} MB"
     assert finished - float(printed) < 2 + 1.5
-    assert "300 span(s) did not reach" in result.stderr
+    assert "300 spans did not reach" in result.stderr
 
 
 # ---- the standard variables ----------------------------------------------------------------------------------------
@@ -432,7 +432,7 @@ def test_https_with_an_unknown_ca_is_one_line_and_no_delivery(tls, other_ca):
         assert rx.spans == []
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("cannot reach") == 1, result.stderr
-    assert "5 span(s) did not reach" in result.stderr
+    assert "5 spans did not reach" in result.stderr
 
 
 def test_one_connection_serves_many_requests():

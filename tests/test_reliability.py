@@ -119,7 +119,7 @@ def test_exit_report_counts_dropped_spans():
         env = {"RESPAN_API_KEY": RESPAN_KEY, "RESPAN_BASE_URL": rx.base_url, "RESPAN_MAX_QUEUE_SIZE": "10"}
         result, _ = run_app(code, env)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("40 span(s) were dropped") == 1, result.stderr
+    assert result.stderr.count("40 spans were dropped") == 1, result.stderr
     assert "RESPAN_MAX_QUEUE_SIZE" in result.stderr
 
 

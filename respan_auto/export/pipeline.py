@@ -39,6 +39,15 @@ def _plural(count: int, word: str = "span") -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def _was(count: int) -> str:
+    return "was" if count == 1 else "were"
+
+
+def _counted(*causes: tuple[int, str], separator: str = ", ") -> str:
+    """``3 refused by the endpoint (HTTP 401); 1 larger than ...``: each cause with its count, none with 0."""
+    return separator.join(f"{count} {cause}" for count, cause in causes if count)
+
+
 def spool_for(settings: Settings, destination: Destination) -> Spool | None:
     if not settings.spool_dir or destination.transport is None:
         return None
@@ -113,41 +122,58 @@ class Pipeline:
             self._report_lost(destination)
 
     def _report_undelivered(self, destination: Destination, left: Leftovers, unencoded: int, waited: float) -> None:
+        waited_for = f"the exit waited {waited:.1f} s of RESPAN_EXIT_TIMEOUT={self.settings.exit_timeout:g}"
         if left.in_doubt is not None:
+            spans = left.in_doubt.spans
             logger.warning(
-                "respan_auto: %d span(s) were sent to %s but not answered before exit (%.1f s); not spooled, since "
-                "the endpoint has answered before and may still be storing them",
-                left.in_doubt.spans,
+                "respan_auto: %s %s sent to %s but not answered before exit (%s); not spooled, since the endpoint "
+                "has answered before and may still be storing %s",
+                _plural(spans),
+                _was(spans),
                 destination.name,
-                waited,
+                waited_for,
+                "it" if spans == 1 else "them",
             )
-        payloads = left.queued + ([left.unanswered] if left.unanswered is not None else [])
-        count = sum(p.spans for p in payloads) + unencoded
+        unanswered = left.unanswered.spans if left.unanswered is not None else 0
+        queued = sum(p.spans for p in left.queued)
+        count = queued + unanswered + unencoded
         if not count:
             return
-        where = f"{count} span(s) did not reach {destination.name} before exit"
-        when = f"waited {waited:.1f} s of RESPAN_EXIT_TIMEOUT={self.settings.exit_timeout:g}"
+        where = f"{_plural(count)} did not reach {destination.name} before exit"
         spool = spool_for(self.settings, destination)
+        payloads = left.queued + ([left.unanswered] if left.unanswered is not None else [])
         if spool is None or not payloads:
-            hint = "" if spool is not None else "; RESPAN_SPOOL_DIR keeps them for the next run"
-            logger.warning("respan_auto: %s (%s)%s", where, when, hint)
+            causes = _counted(
+                (queued, "waiting to be sent"), (unanswered, "sent but not answered"), (unencoded, "not yet encoded")
+            )
+            hint = "" if spool is not None else ". Set RESPAN_SPOOL_DIR to keep such spans for the next run"
+            logger.warning("respan_auto: %s (%s); %s%s", where, causes, waited_for, hint)
             return
         transport = destination.transport
         assert transport is not None
         paths, error = spool.write((transport.raw(p), p.spans) for p in payloads)
         spooled = sum(p.spans for p in payloads[: len(paths)])
-        if left.unanswered is not None and len(paths) == len(payloads):
+        all_spooled = len(paths) == len(payloads)
+        if left.unanswered is not None and all_spooled:
             self._forget_if_answered(destination, left.unanswered, paths[-1])
-        parts = [f"{_plural(spooled)} spooled to {self.settings.spool_dir} ({_plural(len(paths), 'file')})"]
+        parts = []
+        if spooled:
+            parts.append(f"{_plural(spooled)} spooled to {self.settings.spool_dir} ({_plural(len(paths), 'file')})")
         if error is not None:
             parts.append(f"{_plural(count - spooled - unencoded)} could not be spooled ({error})")
         if unencoded:
-            parts.append(f"{_plural(unencoded)} not yet encoded were lost")
-        if left.unanswered is not None and len(paths) == len(payloads):
+            parts.append(f"{_plural(unencoded)} not yet encoded {_was(unencoded)} lost")
+        if unanswered and all_spooled:
             parts.append(
-                f"{_plural(left.unanswered.spans)} were sent but not yet answered: the endpoint may get them twice"
+                f"{_plural(unanswered)} {_was(unanswered)} sent but not yet answered: the endpoint may get "
+                f"{'it' if unanswered == 1 else 'them'} twice"
             )
-        logger.warning("respan_auto: %s (%s): %s", where, when, "; ".join(parts))
+        if spool.evicted_spans:
+            parts.append(
+                f"{_plural(spool.evicted_spans)} spooled earlier {_was(spool.evicted_spans)} removed to keep the "
+                "folder under RESPAN_SPOOL_MAX_BYTES"
+            )
+        logger.warning("respan_auto: %s; %s: %s", where, waited_for, "; ".join(parts))
 
     @staticmethod
     def _forget_if_answered(destination: Destination, payload: Payload, path: str) -> None:
@@ -157,22 +183,23 @@ class Pipeline:
 
     @staticmethod
     def _report_lost(destination: Destination) -> None:
-        causes = []
-        queue_full = destination.waiting.dropped + (destination.sender.counts.dropped if destination.sender else 0)
-        if queue_full:
-            causes.append(
-                f"{queue_full} because the export queue was full (RESPAN_MAX_QUEUE_SIZE, RESPAN_MAX_QUEUE_BYTES)"
-            )
-        if destination.waiting.oversize:
-            causes.append(f"{destination.waiting.oversize} larger than a request may be (RESPAN_MAX_EXPORT_BYTES)")
-        if destination.sender is not None:
-            for cause, spans in destination.sender.counts.refused_causes.items():
-                causes.append(f"{spans} refused by the endpoint ({cause})")
-        refused = destination.sender.counts.refused if destination.sender else 0
-        total = queue_full + destination.waiting.oversize + refused
+        sender = destination.sender
+        queue_full = destination.waiting.dropped + (sender.counts.dropped if sender else 0)
+        causes = [
+            (queue_full, "because the export queue was full (RESPAN_MAX_QUEUE_SIZE, RESPAN_MAX_QUEUE_BYTES)"),
+            (destination.waiting.oversize, "larger than a request may be (RESPAN_MAX_EXPORT_BYTES)"),
+        ]
+        if sender is not None:
+            refused = dict(sender.counts.refused_causes).items()  # a late answer may still add to it
+            causes += [(spans, f"refused by the endpoint ({cause})") for cause, spans in refused]
+        total = sum(spans for spans, _ in causes)
         if total:
             logger.warning(
-                "respan_auto: %d span(s) were dropped on the way to %s: %s", total, destination.name, "; ".join(causes)
+                "respan_auto: %s %s dropped on the way to %s: %s",
+                _plural(total),
+                _was(total),
+                destination.name,
+                _counted(*causes, separator="; "),
             )
 
     def shutdown(self) -> None:
