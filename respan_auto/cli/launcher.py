@@ -80,9 +80,7 @@ def _checked(option: str) -> Callable[[str], str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    lines = [
-        f"  {var:<30} {flag:<23} {text}" for option, (var, text) in ENVIRONMENT.items() for flag in [_FLAGS[option][0]]
-    ]
+    lines = [f"  {var:<30} {_FLAGS.get(option, ('',))[0]:<23} {text}" for option, (var, text) in ENVIRONMENT.items()]
     built = argparse.ArgumentParser(
         prog=PROG,
         usage=USAGE,
