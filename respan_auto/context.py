@@ -7,6 +7,7 @@ onto each span as it starts, whoever started it.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,20 +130,37 @@ class ContextAttributesProcessor(SpanProcessor):
 
 
 class ContextScope:
-    """A block (sync or async ``with``) that runs in a context of the subclass's making."""
+    """A block (sync or async ``with``) that runs in a context of the subclass's making.
+
+    The block may end in another ``contextvars`` context than the one it began in: a generator's steps each
+    run in a fresh copy of the caller's context when a server steps it from a thread pool (Starlette's
+    ``StreamingResponse``), so the token from entry cannot be reset there. Leaving then restores the context
+    from before the block if this block's context is the one in force, and otherwise changes nothing; there
+    is nothing to report.
+    """
 
     def __init__(self) -> None:
-        self._tokens: list[object] = []
+        self._entries: list[tuple[object, context_api.Context, context_api.Context]] = []
 
     def entered_context(self) -> context_api.Context:
         raise NotImplementedError
 
     def __enter__(self) -> ContextScope:
-        self._tokens.append(context_api.attach(self.entered_context()))
+        before = context_api.get_current()
+        entered = self.entered_context()
+        self._entries.append((context_api.attach(entered), entered, before))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        context_api.detach(self._tokens.pop())
+        token, entered, before = self._entries.pop()
+        if not isinstance(token, contextvars.Token):  # another runtime context than OpenTelemetry's default
+            context_api.detach(token)
+            return
+        try:
+            token.var.reset(token)  # what detach does, without its logged traceback when the context differs
+        except (ValueError, RuntimeError):  # made in another context (or already used)
+            if context_api.get_current() is entered:
+                context_api.attach(before)
 
     async def __aenter__(self) -> ContextScope:
         return self.__enter__()
