@@ -29,6 +29,10 @@ _GENAI_CONTENT_OFF = frozenset({"no_content"})
 # Below this a request cannot hold an ordinary LLM span: smaller values are a mistake, reported as such.
 MIN_EXPORT_BYTES = 65536
 MAX_EXIT_SECONDS = 600.0
+# Above these a count or a size is a mistake, and some would overflow the SDK's queue or timer.
+MAX_COUNT = 2**31 - 1
+MAX_BYTES = 2**40
+MAX_DELAY_MILLIS = 86_400_000  # a day between batches
 # The problems the launcher already reported, as a JSON list of keys: the program it runs stays quiet about them.
 REPORTED_VARIABLE = "RESPAN_REPORTED"
 
@@ -121,17 +125,24 @@ def read_seconds(raw: str) -> float:
     return value
 
 
-def read_whole(minimum: int) -> Callable[[str], int]:
+def read_whole(minimum: int, maximum: int = MAX_COUNT) -> Callable[[str], int]:
     def read(raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise InvalidValueError(f"expected a whole number of at least {minimum}")
+        if not minimum <= value <= maximum:
+            raise InvalidValueError(f"expected a whole number from {minimum} to {maximum}")
         return value
 
     return read
+
+
+def read_key(raw: str) -> str:
+    """An API key as an HTTP header can carry it. Its text is never quoted back."""
+    if not (raw.isascii() and raw.isprintable()) or any(c.isspace() for c in raw):
+        raise InvalidValueError("it holds a space, a line break or a non-ASCII character, which no HTTP header takes")
+    return raw
 
 
 def read_url(raw: str) -> str:
@@ -210,15 +221,16 @@ def read_patterns_strictly(raw: Any) -> tuple[str, ...]:
 
 # option -> its reader: what the launcher checks each flag's value with (flags without one take any text)
 READERS: dict[str, Callable[[str], Any]] = {
+    "api_key": read_key,
     "base_url": read_url,
     "gateway_url": read_url,
     "metadata": read_metadata,
     "exit_timeout": read_seconds,
     "max_queue_size": read_whole(1),
-    "max_queue_bytes": read_whole(MIN_EXPORT_BYTES),
-    "max_export_bytes": read_whole(MIN_EXPORT_BYTES),
+    "max_queue_bytes": read_whole(MIN_EXPORT_BYTES, MAX_BYTES),
+    "max_export_bytes": read_whole(MIN_EXPORT_BYTES, MAX_BYTES),
     "max_attribute_length": read_whole(1),
-    "spool_max_bytes": read_whole(MIN_EXPORT_BYTES),
+    "spool_max_bytes": read_whole(MIN_EXPORT_BYTES, MAX_BYTES),
     "redact_patterns": read_patterns_strictly,
 }
 
@@ -378,9 +390,15 @@ class Settings:
         if not app_name and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
             app_name = _program_name()
         base_url = pick_read("base_url", DEFAULT_BASE_URL)
+        key_name, api_key = source("api_key")
+        try:
+            api_key = read_key(api_key) if api_key is not None else None
+        except InvalidValueError as problem:
+            _warn(f"{key_name}:unusable", f"ignoring {key_name}: {problem}")  # the key itself never in a message
+            api_key = None
         return cls(
             enabled=pick_bool("enabled", True),
-            api_key=pick("api_key"),
+            api_key=api_key,
             base_url=base_url,
             environment=pick("environment"),
             app_name=app_name or None,
@@ -401,7 +419,7 @@ class Settings:
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _std(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), read_whole(1), 512
             ),
             schedule_delay_millis=_read(
-                "OTEL_BSP_SCHEDULE_DELAY", _std(env, "OTEL_BSP_SCHEDULE_DELAY"), read_whole(0), 5000
+                "OTEL_BSP_SCHEDULE_DELAY", _std(env, "OTEL_BSP_SCHEDULE_DELAY"), read_whole(0, MAX_DELAY_MILLIS), 5000
             ),
             max_export_bytes=pick_read("max_export_bytes", 4_000_000),
             max_attribute_length=pick_read("max_attribute_length", 65536, fallback="OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),

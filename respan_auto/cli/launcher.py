@@ -73,7 +73,8 @@ def _checked(option: str) -> Callable[[str], str]:
             try:
                 reader(value)
             except config.InvalidValueError as problem:
-                raise argparse.ArgumentTypeError(f"{problem}, got {value!r}") from None
+                shown = "" if option == "api_key" else f", got {value!r}"  # a key is never quoted back
+                raise argparse.ArgumentTypeError(f"{problem}{shown}") from None
         return value
 
     return check
