@@ -257,3 +257,72 @@ def test_no_key_leaks_through_stream_chunks(server):
     assert key.encode() not in exported
     assert b"0xBEEF" not in exported
     assert "[REDACTED]" in span.attributes["gen_ai.completion.0.content"]
+
+
+def test_stream_metrics_time_to_first_chunk_and_per_chunk(client, spans, instrument):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    instrument(meter_provider=MeterProvider(metric_readers=[reader]))
+    chunks = list(client.chat.stream(model=MODEL, messages=user("story #chunks=7")))
+    client.chat.complete(model=MODEL, messages=user("plain"))
+    points = {}
+    for resource in reader.get_metrics_data().resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points[metric.name] = metric.data.data_points
+    (first,) = points["gen_ai.client.operation.time_to_first_chunk"]
+    (per_chunk,) = points["gen_ai.client.operation.time_per_output_chunk"]
+    assert first.count == 1  # the plain call has no chunks
+    assert per_chunk.count == len(chunks) - 1  # one per chunk after the first
+    assert first.attributes["gen_ai.request.model"] == MODEL
+    assert sum(p.count for p in points["gen_ai.client.operation.duration"]) == 2
+    span = next(s for s in spans.finished() if "respan.stream.chunk_count" in s.attributes)
+    assert abs(first.sum - span.attributes["gen_ai.response.time_to_first_chunk"]) < 1e-6
+
+
+def test_another_instrumentor_on_top_leaves_no_coroutine_of_ours_unawaited(server):
+    """An app that instruments OpenInference itself, over ours, and never iterates a stream (OpenInference's
+    stream is no async context manager): the warnings are exactly those the app gets without us."""
+    pytest.importorskip("openinference.instrumentation.mistralai")
+    pytest.importorskip("mistralai.client")
+    code = """
+        import asyncio, gc, os, sys, warnings
+        warnings.simplefilter("always")
+        from opentelemetry.sdk.trace import TracerProvider
+        from openinference.instrumentation.mistralai import MistralAIInstrumentor as Other
+        provider = TracerProvider()
+        if sys.argv[1] == "ours":
+            from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
+            MistralAIInstrumentor().instrument(tracer_provider=provider)
+        Other().instrument(tracer_provider=provider)
+        from mistralai.client import Mistral
+        client = Mistral(api_key="k", server_url=os.environ["STANDIN_URL"])
+
+        async def main():
+            stream = await client.chat.stream_async(model="m", messages=[{"role": "user", "content": "hi"}])
+            try:
+                async with stream:
+                    pass
+            except TypeError:
+                print("app saw TypeError")
+        asyncio.run(main())
+        gc.collect()
+    """
+
+    def warnings_of(arm: str) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code), arm],
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "STANDIN_URL": server.url, "PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "app saw TypeError" in result.stdout
+        return sorted(line for line in result.stderr.splitlines() if "never awaited" in line)
+
+    with_us, without_us = warnings_of("ours"), warnings_of("bare")
+    assert with_us == without_us
+    assert not [line for line in with_us if "traced" in line or "respan" in line]
