@@ -92,6 +92,13 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def _written(name: str, raw: Any) -> str:
+    """A value as the user wrote it: ``RESPAN_X='v'`` for a variable, ``Respan(x='v')`` for an argument."""
+    if name.endswith("=...)"):
+        return f"{name[:-4]}{raw!r})"
+    return f"{name}={raw!r}"
+
+
 def _read(name: str, raw: Any, reader: Callable[[Any], Any], default: Any) -> Any:
     """``reader(raw)``; when it is unusable, one line naming ``name`` and ``default`` instead."""
     if raw is None:
@@ -99,7 +106,7 @@ def _read(name: str, raw: Any, reader: Callable[[Any], Any], default: Any) -> An
     try:
         return reader(raw)
     except InvalidValueError as problem:
-        _warn(f"{name}={raw}", f"ignoring {name}={raw!r}: {problem}; using {_shown(default)}")
+        _warn(f"{name}={raw}", f"ignoring {_written(name, raw)}: {problem}; using {_shown(default)}")
         return default
 
 
@@ -138,11 +145,12 @@ def read_whole(minimum: int, maximum: int = MAX_COUNT) -> Callable[[str], int]:
     return read
 
 
-def read_key(raw: str) -> str:
+def read_key(raw: Any) -> str:
     """An API key as an HTTP header can carry it. Its text is never quoted back."""
-    if not (raw.isascii() and raw.isprintable()) or any(c.isspace() for c in raw):
+    text = str(raw)
+    if not (text.isascii() and text.isprintable()) or any(c.isspace() for c in text):
         raise InvalidValueError("it holds a space, a line break or a non-ASCII character, which no HTTP header takes")
-    return raw
+    return text
 
 
 def read_url(raw: str) -> str:
@@ -364,9 +372,9 @@ class Settings:
         given = {k: v for k, v in arguments.items() if v is not None}
 
         def source(option: str) -> tuple[str, Any]:
-            """The value to read and its name as the user wrote it: ``option=`` for an argument, else the variable."""
+            """The value to read and its name as the user wrote it: ``Respan(option=...)``, else the variable."""
             if option in given:
-                return f"{option}=", given[option]
+                return f"Respan({option}=...)", given[option]
             return ENVIRONMENT[option][0], _env(env, option)
 
         def pick(option: str) -> Any:

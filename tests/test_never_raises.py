@@ -43,3 +43,17 @@ def test_an_unusable_value_is_named_and_the_app_goes_on(tmp_path, variable, valu
     assert len(named) == 1, result.stderr
     if variable == "RESPAN_API_KEY":
         assert "0xFACE" not in result.stderr  # a key is never quoted back
+
+
+def test_an_unusable_argument_is_named_as_written(tmp_path):
+    arguments = "base_url='nope', metadata=[1], api_key='rk bad 0xFACE'"
+    code = APP.replace("Respan(is_auto_instrument=True)", f"Respan({arguments})")
+    result, _ = run_app(code, {"RESPAN_LOCAL_STORE": str(tmp_path / "traces.jsonl"), "RESPAN_EXIT_TIMEOUT": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "app ran\n"
+    lines = result.stderr.splitlines()
+    url = "respan_auto: ignoring Respan(base_url='nope'): expected an http:// or https:// URL; using "
+    assert any(line.startswith(url) for line in lines)
+    assert any(line.startswith("respan_auto: ignoring Respan(metadata=...): expected a JSON object") for line in lines)
+    assert any(line.startswith("respan_auto: ignoring Respan(api_key=...): it holds a space") for line in lines)
+    assert "0xFACE" not in result.stderr
