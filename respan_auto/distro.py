@@ -19,7 +19,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro
@@ -46,6 +46,7 @@ _configured = False  # our configurator set the pipeline up in this process
 
 def _entry_points(group: str) -> list[Any]:
     """The group's entry points other than ours, in the order OpenTelemetry sees them."""
+    entry_points: Callable[..., Iterable[Any]]  # either reader: both select by keyword
     try:
         from opentelemetry.util._importlib_metadata import entry_points
     except ImportError:  # pragma: no cover - a layout we do not know: the standard library's

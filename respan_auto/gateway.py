@@ -44,8 +44,14 @@ class gateway_params(context.ContextScope):  # noqa: N801 - used like a function
         self.params = params
 
     def entered_context(self) -> context_api.Context:
-        merged = {**(context_api.get_value(_PARAMS_KEY) or {}), **self.params}
+        merged = {**_scoped_params(), **self.params}
         return context_api.set_value(_PARAMS_KEY, merged)
+
+
+def _scoped_params() -> dict[str, Any]:
+    """The ``gateway_params`` in force here (only a scope ever puts a dict under the key)."""
+    params = context_api.get_value(_PARAMS_KEY)
+    return params if isinstance(params, dict) else {}
 
 
 _REVERSE = {v: k for k, v in context.ATTRIBUTE_KEYS.items()}
@@ -74,7 +80,7 @@ def respan_params() -> dict[str, Any]:
         params["customer_params"] = customer
     if metadata:
         params["metadata"] = metadata
-    extra = dict(context_api.get_value(_PARAMS_KEY) or {})
+    extra = dict(_scoped_params())
     if isinstance(extra.get("metadata"), dict) and "metadata" in params:
         extra["metadata"] = {**params["metadata"], **extra["metadata"]}
     params.update(extra)

@@ -114,10 +114,10 @@ class Respan:
             return
         with _lock:
             first = _pipeline is None
-            if first:
+            if _pipeline is None:
                 _pipeline = Pipeline(settings, redact=redact)
-            self._pipeline = _pipeline
-        provider = self._pipeline.provider
+            self._pipeline = pipeline = _pipeline
+        provider = pipeline.provider
         self.activated += instrumentors.activate_explicit(instrumentations or (), provider)
         if is_auto_instrument:
             if settings.instrument_threading and threads.instrument():
@@ -126,12 +126,12 @@ class Respan:
             skip = (threads.CONTRIB_ENTRY_POINT,)
             self.activated += instrumentors.activate_discovered(provider, skip=skip)
         if first:
-            _announce(self._pipeline)
+            _announce(pipeline)
         else:
             logger.warning(
                 "respan_auto: Respan() was already set up in this process; kept its pipeline (to %s), "
                 "applied the new defaults and activated %d more instrumentor(s)",
-                self._pipeline.destination,
+                pipeline.destination,
                 len(self.activated),
             )
         if not instrumentations and not is_auto_instrument:

@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import Token
 from typing import Any
 
 import wrapt
@@ -35,7 +36,7 @@ CONTRIB_MODULE = "opentelemetry.instrumentation.threading"
 _ATTRIBUTE = "_respan_otel_context"
 _lock = threading.Lock()
 _enabled = False
-_proxies: dict[tuple[type, str], Any] = {}  # (owner, name) -> the wrapper we put there
+_proxies: dict[tuple[type, str], wrapt.FunctionWrapper[..., Any]] = {}  # (owner, name) -> the wrapper we put there
 
 
 def _capture_on_start(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
@@ -47,7 +48,7 @@ def _capture_on_start(wrapped: Callable[..., Any], instance: Any, args: Any, kwa
     return wrapped(*args, **kwargs)
 
 
-def _attach(captured: context_api.Context | None) -> object | None:
+def _attach(captured: context_api.Context | None) -> Token[context_api.Context] | None:
     try:
         return context_api.attach(captured) if captured is not None else None
     except Exception as exc:  # noqa: BLE001

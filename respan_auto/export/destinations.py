@@ -108,7 +108,7 @@ def _otlp_grpc(environ: Mapping[str, str]) -> tuple[SpanExporter, Transport] | N
         warn_once("grpc-layout", "respan_auto: unknown gRPC exporter layout; spans go through it without our retries")
         return None
     handoff = GrpcHandoff(stub, _unbound)
-    exporter._client = handoff  # type: ignore[attr-defined]
+    exporter._client = handoff  # type: ignore[assignment]  # the exporter declares its stub as None until it connects
     target = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
     return exporter, GrpcTransport(handoff, target or "localhost:4317", "OTEL_EXPORTER_OTLP_HEADERS")
 

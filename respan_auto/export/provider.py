@@ -28,7 +28,9 @@ from opentelemetry.util.types import Attributes
 
 from respan_auto._guard import report_once, warn_once
 
-try:  # like ProxyTracer: usable as ``with`` and as a decorator, on sync and async functions
+# like ProxyTracer: usable as ``with`` and as a decorator, on sync and async functions (either form below)
+_spanning: Callable[[Callable[..., Iterator[trace.Span]]], Callable[..., Any]]
+try:
     from opentelemetry.util._decorator import _agnosticcontextmanager as _spanning
 except ImportError:  # pragma: no cover - a layout we do not know: the plain standard-library form
     from contextlib import contextmanager as _spanning
@@ -96,7 +98,7 @@ class _FollowingTracer(trace.Tracer):
     def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
         return self._tracer().start_span(*args, **kwargs)
 
-    @_spanning  # type: ignore[misc,arg-type]
+    @_spanning
     def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
         with self._tracer().start_as_current_span(*args, **kwargs) as span:
             yield span

@@ -88,6 +88,7 @@ def completion_body(body: dict[str, Any]) -> dict[str, Any]:
     """The JSON answer to a non-streamed chat request."""
     prompt = _last_user_text(body)
     n = body.get("n") or 1
+    message: dict[str, Any]
     if "#tools" in prompt:
         message = {"role": "assistant", "content": "", "tool_calls": [_tool_call()]}
         finish = "tool_calls"

@@ -22,8 +22,9 @@ Attributes = dict[str, Any]
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
-# request keyword -> attribute, for the scalar parameters recorded only when the caller passed them
-_REQUEST_SCALARS = (
+# request keyword -> attribute and converter, for the scalar parameters recorded only when the caller passed them
+# (the converter is given whatever was passed; what it cannot convert is left out)
+_REQUEST_SCALARS: tuple[tuple[str, str, Callable[[Any], float | int]], ...] = (
     ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE, float),
     ("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS, int),
     ("top_p", sc.GEN_AI_REQUEST_TOP_P, float),
