@@ -92,7 +92,8 @@ def add_defaults(attributes: Mapping[str, str]) -> None:
 
 
 def scoped_attributes(ctx: context_api.Context | None = None) -> Mapping[str, str]:
-    return context_api.get_value(_SCOPE_KEY, ctx) or {}
+    scoped = context_api.get_value(_SCOPE_KEY, ctx)
+    return scoped if isinstance(scoped, dict) else {}  # only with_scope puts a value there: a dict
 
 
 def with_scope(attributes: Mapping[str, str], ctx: context_api.Context | None = None) -> context_api.Context:
@@ -113,7 +114,7 @@ class ContextAttributesProcessor(SpanProcessor):
             # an explicit parent context (say, one extracted from headers) may not carry our values
             scoped = scoped_attributes(parent_context) or scoped_attributes()
             entity = context_api.get_value(ENTITY_KEY, parent_context) or context_api.get_value(ENTITY_KEY)
-            attrs = {**entity_attributes(entity), **_defaults, **scoped}
+            attrs = {**entity_attributes(entity if isinstance(entity, Entity) else None), **_defaults, **scoped}
             if attrs:
                 span.set_attributes(attrs)
         except Exception as exc:  # noqa: BLE001
@@ -140,7 +141,10 @@ class ContextScope:
     """
 
     def __init__(self) -> None:
-        self._entries: list[tuple[object, context_api.Context, context_api.Context]] = []
+        # (what attach returned, the context entered, the one before)
+        self._entries: list[
+            tuple[contextvars.Token[context_api.Context], context_api.Context, context_api.Context]
+        ] = []
 
     def entered_context(self) -> context_api.Context:
         raise NotImplementedError
