@@ -381,9 +381,10 @@ class Settings:
             return source(option)[1]
 
         def pick_bool(option: str, default: bool) -> bool:
-            if option in given:
-                return bool(given[option])
-            return parse_bool(ENVIRONMENT[option][0], _env(env, option), default)
+            name, raw = source(option)
+            if isinstance(raw, bool):
+                return raw
+            return parse_bool(name, None if raw is None else str(raw), default)
 
         def pick_read(option: str, default: Any, fallback: str = "") -> Any:
             """A value through its reader; without it, the standard variable it stands for, else the default."""
@@ -412,7 +413,7 @@ class Settings:
             app_name=app_name or None,
             customer_identifier=pick("customer_identifier"),
             metadata=metadata,
-            trace_content=capture_content(env) if trace_content is None else bool(trace_content),
+            trace_content=capture_content(env) if trace_content is None else pick_bool("trace_content", True),
             instrument_threading=pick_bool("instrument_threading", True),
             local_store=pick("local_store") or default_local_store(env),
             exit_timeout=pick_read("exit_timeout", 2.0),

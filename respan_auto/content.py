@@ -14,6 +14,8 @@ The environment is read on every call, cached on its raw values, so a variable c
 from __future__ import annotations
 
 import os
+import traceback
+from typing import Any
 
 from respan_auto import config
 
@@ -52,3 +54,15 @@ def enabled(pinned: bool | None = None) -> bool:
     if _code is False or pinned is False:
         return False
     return _environment_allows()
+
+
+def record_exception(span: Any, error: BaseException, capture: bool) -> None:
+    """The exception event; with content off, its message is left out of both the message and the stacktrace
+    (SDK and app errors can quote prompts, responses or request bodies)."""
+    if capture:
+        span.record_exception(error, escaped=True)
+        return
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error.__traceback__ is not None else ""
+    hidden = "(not recorded: content capture is off)"
+    stack = f"Traceback (most recent call last):\n{frames}{type(error).__qualname__}: {hidden}"
+    span.record_exception(error, {"exception.message": hidden, "exception.stacktrace": stack}, escaped=True)

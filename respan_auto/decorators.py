@@ -28,6 +28,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from respan_auto import content
 from respan_auto._guard import report_once
 from respan_auto.context import ENTITY_KEY, Entity, capture_content, child_entity, entity_attributes
 from respan_auto.version import __version__
@@ -116,7 +117,7 @@ class _Scope:
         self._ended = True
         try:
             if error is not None:
-                self.span.record_exception(error)
+                content.record_exception(self.span, error, self.capture)
                 self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             elif has_output and self.capture:
                 self.span.set_attribute("traceloop.entity.output", serialize(output))

@@ -82,6 +82,35 @@ class Respan:
         tracing: bool | None = None,
         redact: Callable[[str], str] | None = None,
     ) -> None:
+        arguments = dict(locals())
+        del arguments["self"]
+        self.activated: list[str] = []
+        self._pipeline: Pipeline | None = None
+        try:
+            self._start(**arguments)
+        except Exception as exc:  # noqa: BLE001 - the last resort of "never raise": the app runs untraced
+            warn_once(
+                "respan-setup",
+                "respan_auto: set-up failed (%s); this process runs without tracing. Please report it",
+                type(exc).__name__,
+            )
+
+    def _start(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        instrumentations: Sequence[Any] | None,
+        is_auto_instrument: bool | None,
+        customer_identifier: str | None,
+        metadata: Mapping[str, Any] | None,
+        environment: str | None,
+        app_name: str | None,
+        trace_content: bool | None,
+        enabled: bool | None,
+        gateway: bool | None,
+        tracing: bool | None,
+        redact: Callable[[str], str] | None,
+    ) -> None:
         global _pipeline
         self.settings = settings = Settings.load(
             api_key=api_key,
@@ -95,8 +124,6 @@ class Respan:
             gateway=gateway,
             tracing=tracing,
         )
-        self.activated: list[str] = []
-        self._pipeline: Pipeline | None = None
         if not settings.enabled:
             logger.info("respan_auto: off (RESPAN_ENABLED=false)")
             return
@@ -106,7 +133,7 @@ class Respan:
                 settings.metadata,
             )
         )
-        content.set_from_code(trace_content)
+        content.set_from_code(settings.trace_content if trace_content is not None else None)
         _apply_gateway(settings)
         if not settings.tracing or settings.sdk_disabled:
             reason = "OTEL_SDK_DISABLED=true" if settings.sdk_disabled else "RESPAN_TRACING=false"

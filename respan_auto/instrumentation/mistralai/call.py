@@ -40,7 +40,6 @@ _METRIC_KEYS = (
     sc.SERVER_ADDRESS,
     sc.SERVER_PORT,
 )
-_HIDDEN_MESSAGE = {"exception.message": "(not recorded: content capture is off)"}
 # Room left for everything but the indexed prompt keys (request, response, context and app attributes).
 _RESERVED_ATTRIBUTES = 64
 
@@ -193,7 +192,7 @@ class Call:
             status = getattr(error, "status_code", None)
             if isinstance(status, int) and not isinstance(status, bool) and status >= 400:
                 span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
-            span.record_exception(error, attributes=None if self.capture else _HIDDEN_MESSAGE, escaped=True)
+            content.record_exception(span, error, self.capture)
             span.set_status(Status(StatusCode.ERROR, error_type))
         except Exception as exc:  # noqa: BLE001
             report_once("span error", exc)
