@@ -46,6 +46,7 @@ from overhead import (
     workloads,
 )
 
+from respan_auto.export.encoding import encode_request
 from respan_auto.export.limits import Cleaner
 from respan_auto.export.pipeline import make_redactor
 from respan_auto.export.sender import Payload
@@ -153,6 +154,7 @@ def export_stages(spans: list[ReadableSpan], repeats: int, ours: Ours | None) ->
         stages["cut and size at end (app thread)"] = per_span(lambda: [destination.processor.trimmer(s) for s in spans])
         stages["redact and repair"] = per_span(lambda: [cleaner(s) for s in spans])
     stages["encode_spans (standard encoder)"] = per_span(lambda: encode_spans(spans))
+    stages["our byte-equal encoder (replaces both)"] = per_span(lambda: encode_request(spans))
     stages["SerializePartialToString"] = per_span(request.SerializePartialToString)
     stages["bytes per span, raw"] = round(len(body) / n)
     for level in (9, 6, 1):

@@ -1,11 +1,14 @@
-"""Any span the app can make reaches the standard encoder in a form it can encode.
+"""Any span the app can make reaches the encoder in a form it can encode, and our encoder writes the standard's bytes.
 
 Text protobuf cannot encode (a lone surrogate) costs at most its own value, repaired, never the
-request: without the repair, the standard encoder raises and the whole batch is lost.
+request: without the repair, the standard encoder raises and the whole batch is lost. Our direct
+encoder must produce exactly the bytes of the standard one on every span the cleaner hands over,
+and refuse (so that the standard exporter takes the batch) what it cannot write the same way.
 """
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -14,6 +17,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
+from respan_auto.export.encoding import UnencodableError, encode_request
 from respan_auto.export.limits import Cleaner, Trimmer, span_size
 
 ids = st.integers(1, 2**64 - 1)
@@ -26,7 +30,7 @@ value = st.one_of(
     st.lists(st.booleans(), max_size=3).map(tuple),
     st.lists(st.floats(allow_nan=False), max_size=3).map(tuple),
 )
-attributes = st.dictionaries(st.text(min_size=1, max_size=20), value, max_size=6)
+attributes = st.dictionaries(st.text(max_size=20), value, max_size=6)
 
 
 def context(draw_trace, draw_span, remote=False, state=None):
@@ -37,7 +41,14 @@ def context(draw_trace, draw_span, remote=False, state=None):
 def spans(draw):
     resource = draw(st.sampled_from([Resource.create({"service.name": "a"}), Resource({"x": 1}, "https://s")]))
     scope = draw(
-        st.sampled_from([None, InstrumentationScope("lib", "1.0"), InstrumentationScope("other", None, "https://u")])
+        st.sampled_from(
+            [
+                None,
+                InstrumentationScope("lib", "1.0"),
+                InstrumentationScope("other", None, "https://u"),
+                InstrumentationScope("", "2", None, {"scope.attr": 1}),
+            ]
+        )
     )
     parent = draw(st.one_of(st.none(), st.tuples(st.integers(1, 2**128 - 1), ids, st.booleans())))
     state = draw(st.sampled_from([None, TraceState([("k", "v")])]))
@@ -95,3 +106,68 @@ def test_the_size_estimate_never_undercounts(batch):
         empty = encode_spans([]).ByteSize()
         resource_and_scope = 600  # counted once per request (REQUEST_SLACK covers them), not per span
         assert one - empty <= span_size(span) + resource_and_scope
+
+
+def _standard_bytes(batch):
+    return encode_spans(batch).SerializePartialToString()
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(spans(), max_size=6))
+def test_our_encoder_writes_the_standard_bytes_for_every_cleaned_span(batch):
+    cleaned = [Cleaner(None)(span) for span in batch]
+    assert encode_request(cleaned) == _standard_bytes(cleaned)
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(spans(), min_size=1, max_size=4))
+def test_our_encoder_refuses_what_it_cannot_write_as_the_standard_does(batch):
+    """Raw spans may carry lone surrogates: then ours refuses, and the standard exporter takes the batch."""
+    try:
+        ours = encode_request(batch)
+    except UnencodableError:
+        assert any(
+            not _encodable(span.name) or not all(_encodable_value(v) for v in span.attributes.values())
+            for span in batch
+        ) or _has_bad_event_or_link(batch)
+        return
+    assert ours == _standard_bytes(batch)
+
+
+def _encodable_value(value):
+    return all(_encodable(v) for v in value) if isinstance(value, tuple) else _encodable(value)
+
+
+def _has_bad_event_or_link(batch):
+    for span in batch:
+        for item in (*span.events, *span.links):
+            if not all(_encodable_value(v) for v in (item.attributes or {}).values()):
+                return True
+            if not _encodable(getattr(item, "name", "")):
+                return True
+        if any(not _encodable(key) for key in span.attributes):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 2**64, {"nested": {"deeper": [1, 2]}}, b"\x00\xff", ("a", "b"), (), 0, 0.0, False, ""],
+    ids=repr,
+)
+def test_edge_values_match_or_are_refused(value):
+    span = ReadableSpan(
+        name="s",
+        context=context(1, 2),
+        resource=Resource({}),
+        attributes={"k": value},
+        kind=SpanKind.CLIENT,
+        start_time=1,
+        end_time=2,
+    )
+    try:
+        ours = encode_request([span])
+    except UnencodableError:
+        assert value is None or value == 2**64  # what the standard encoders of different OTel trains disagree on
+        return
+    assert ours == _standard_bytes([span])

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 
 from respan_auto.config import Settings
 from respan_auto.export import destinations
@@ -103,6 +104,46 @@ def test_any_retry_after_keeps_the_batch(retry_after):
         names = [s.name for s in rx.spans]
     assert names == ["kept"]
     assert lost(destination) == 0
+
+
+def test_the_wire_carries_the_standard_encoders_bytes():
+    """Our encoder feeds the standard exporter's send step: the body is what the standard encoder would write."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    with OtlpReceiver() as rx:
+        settings = Settings.load(environ={"RESPAN_API_KEY": RESPAN_KEY, "RESPAN_BASE_URL": rx.base_url})
+        (destination,) = destinations.build(settings, {}, None)
+        assert destination.processor.batch_processor.span_exporter.send_encoded is not None
+        seen = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(seen))  # the same spans, as they ended
+        provider.add_span_processor(destination.processor)
+        tracer = provider.get_tracer("wire")
+        parent = tracer.start_span("parent", attributes={"gen_ai.request.model": "m", "n": 3, "f": 0.5, "b": True})
+        with trace.use_span(parent, end_on_exit=True):
+            child = tracer.start_span("child", attributes={"list": ("a", "b"), "ints": (1, 2), "text": "naïve ☕"})
+            child.add_event("e", {"k": "v"})
+            child.set_status(trace.Status(trace.StatusCode.ERROR, "why"))
+            child.end()
+        assert destination.flush(10)
+        (export,) = rx.exports
+    assert export.raw == encode_spans(seen.get_finished_spans()).SerializePartialToString()
+
+
+def test_a_span_our_encoder_refuses_goes_through_the_standard_encoder():
+    """An int beyond int64 is one the standard encoder drops (and logs); ours hands the batch over to it whole."""
+    with OtlpReceiver() as rx:
+        tracer, destination = pipeline(rx.base_url)
+        tracer.start_span("huge", attributes={"big": 2**64, "kept": "yes"}).end()
+        tracer.start_span("plain").end()
+        assert destination.flush(10)
+        by_name = {s.name: s.attributes for s in rx.spans}
+    assert set(by_name) == {"huge", "plain"}
+    assert by_name["huge"]["kept"] == "yes"
+    assert "big" not in by_name["huge"]
 
 
 def test_an_oversized_span_is_not_delivered_and_is_counted_with_its_cause():

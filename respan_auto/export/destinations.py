@@ -130,6 +130,14 @@ def otlp_protocol(environ: Mapping[str, str]) -> str:
     return protocol
 
 
+def _encoded_sender(exporter: SpanExporter, transport: Transport | None) -> Any:
+    if transport is None or not hasattr(transport, "session"):
+        return None  # the local store, and gRPC (whose stub takes a protobuf object): the exporter encodes
+    from respan_auto.export.transport import encoded_sender
+
+    return encoded_sender(exporter)
+
+
 def _bind(exporter: SpanExporter, transport: Transport, sender: Sender) -> None:
     sink = transport.session if hasattr(transport, "session") else transport.handoff  # type: ignore[attr-defined]
     sink.sink = sender.submit
@@ -151,7 +159,7 @@ def _stack(
     door = max(queue, DOOR_SPANS)
     waiting = Waiting(door, settings.max_queue_bytes)
     request_budget = max(settings.max_export_bytes - REQUEST_SLACK, settings.max_export_bytes // 2)
-    stage = ExportStage(exporter, cleaner, waiting, request_budget)
+    stage = ExportStage(exporter, cleaner, waiting, request_budget, _encoded_sender(exporter, transport))
     batch_size = min(settings.max_export_batch_size, queue)
     processor = BatchSpanProcessor(
         stage,

@@ -10,7 +10,7 @@ into requests under the size limit. Both keep counts for the exit report.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from respan_auto._guard import report_once
 from respan_auto.export import transport
+from respan_auto.export.encoding import UnencodableError, encode_request
 from respan_auto.export.fork import reset_in_child
 from respan_auto.export.limits import Cleaner, Trimmer, span_size
 
@@ -121,11 +122,21 @@ def requests_under(spans: Sequence[ReadableSpan], sizes: Sequence[int], limit: i
 
 
 class ExportStage(SpanExporter):
-    def __init__(self, exporter: SpanExporter, cleaner: Cleaner, waiting: Waiting, max_request_bytes: int) -> None:
+    """``send_encoded`` is the standard exporter's own send step, when it has one we can hand bytes to."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        cleaner: Cleaner,
+        waiting: Waiting,
+        max_request_bytes: int,
+        send_encoded: Callable[[bytes, int], bool] | None = None,
+    ) -> None:
         self.exporter = exporter
         self.cleaner = cleaner
         self.waiting = waiting
         self.max_request_bytes = max_request_bytes
+        self.send_encoded = send_encoded
 
     def _clean(self, spans: Sequence[ReadableSpan], sizes: list[int]) -> tuple[list[ReadableSpan], list[int]]:
         kept, kept_sizes = [], []
@@ -146,13 +157,24 @@ class ExportStage(SpanExporter):
         for group in requests_under(cleaned, sizes, self.max_request_bytes):
             transport.batch.spans = len(group)
             try:
-                ok = self.exporter.export(group) is SpanExportResult.SUCCESS and ok
+                ok = self._export(group) and ok
             except Exception as exc:  # noqa: BLE001
                 report_once("span export", exc)
                 ok = False
             finally:
                 transport.batch.spans = 0
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _export(self, group: list[ReadableSpan]) -> bool:
+        """Our byte-equal encoder and the exporter's send step; the standard export for what ours refuses."""
+        if self.send_encoded is not None:
+            try:
+                data = encode_request(group)
+            except UnencodableError:
+                pass
+            else:
+                return self.send_encoded(data, len(group))
+        return self.exporter.export(group) is SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         self.exporter.shutdown()

@@ -165,6 +165,35 @@ class HandoffSession(requests.Session):
         return str(merged.get("content-encoding", "")).lower()
 
 
+def encoded_sender(exporter: Any) -> Callable[[bytes, int], bool] | None:
+    """The standard HTTP exporter's own send step, for a request already encoded (``encoding.py``).
+
+    What it runs is the exporter's: compression, headers, timeout, TLS files and the session (ours, above).
+    Only the encoding is skipped. None when the exporter is not the standard HTTP one or has a layout we do
+    not know: then it encodes as well.
+    """
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    if not isinstance(exporter, OTLPSpanExporter):
+        return None
+    client: Any = getattr(exporter, "_client", None)
+    if callable(getattr(client, "export", None)):  # 1.45 and later: the exporter's HTTP client
+        metrics = getattr(exporter, "_metrics", None)
+        operation = getattr(metrics, "export_operation", None)
+
+        def send(data: bytes, spans: int) -> bool:
+            if operation is None:
+                return bool(client.export(data).success)
+            with operation(spans):
+                return bool(client.export(data).success)
+
+        return send
+    post = getattr(exporter, "_export", None)
+    if callable(post):  # up to 1.44: the exporter's compress-and-post step
+        return lambda data, spans: bool(post(data).ok)
+    return None
+
+
 class HttpTransport:
     def __init__(self, session: HandoffSession, target: str, key_hint: str) -> None:
         self.session = session
