@@ -221,6 +221,46 @@ def test_accumulated_output_is_the_concatenation_of_deltas(pieces, args, trailin
         assert calls == [{"type": "tool_call", "id": "call_1", "name": "f", "arguments": expected}]
 
 
+sdk_chunk = st.builds(
+    lambda fields, choices: Obj(data=Obj(choices=choices, **fields)),
+    st.fixed_dictionaries(
+        {"id": text | missing, "model": text | missing, "usage": st.sampled_from([None, UNSET, Obj(prompt_tokens=1)])}
+    ),
+    st.one_of(
+        missing,
+        st.lists(
+            st.builds(
+                lambda index, delta, reason: Obj(index=index, delta=delta, finish_reason=reason),
+                st.integers(0, 2) | st.booleans() | missing,
+                st.builds(
+                    lambda content, tool_calls, role: Obj(content=content, tool_calls=tool_calls, role=role),
+                    text | missing | st.lists(content_chunk, max_size=2),
+                    missing | st.lists(tool_call, max_size=2),
+                    missing | st.sampled_from(["assistant", ""]),
+                )
+                | missing,
+                missing | st.sampled_from(["stop", "length"]),
+            ),
+            max_size=2,
+        ),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(sdk_chunk, max_size=12), capture=st.booleans())
+def test_the_short_path_for_common_chunks_accumulates_exactly_as_the_general_one(items, capture):
+    """SDK-shaped chunks (attribute access, Unset and None anywhere) give the same result by either path."""
+    short, general = attrs.StreamAccumulator(capture, sizes=True), attrs.StreamAccumulator(capture, sizes=True)
+    for i, item in enumerate(items):
+        short.add(item, i)
+        general.chunk_times.append(i)
+        general.chunk_sizes.append(general._add_any(item))
+    assert short.attributes() == general.attributes()
+    assert short.chunk_sizes == general.chunk_sizes
+    assert short.chunk_times == general.chunk_times
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=json_value | content_chunk | message)
 def test_to_plain_is_json_serialisable(value):

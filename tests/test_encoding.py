@@ -40,6 +40,8 @@ def context(draw_trace, draw_span, remote=False, state=None):
 @st.composite
 def spans(draw):
     resource = draw(st.sampled_from([Resource.create({"service.name": "a"}), Resource({"x": 1}, "https://s")]))
+    if draw(st.booleans()):  # equal but distinct objects, which the standard encoder groups together
+        resource = Resource(dict(resource.attributes), resource.schema_url)
     scope = draw(
         st.sampled_from(
             [
@@ -171,3 +173,13 @@ def test_edge_values_match_or_are_refused(value):
         assert value is None or value == 2**64  # what the standard encoders of different OTel trains disagree on
         return
     assert ours == _standard_bytes([span])
+
+
+def test_values_that_compare_equal_but_encode_differently_are_not_confused():
+    """The encoder caches short attributes: 0.0 and -0.0 (or 1, True and 1.0) must each keep their own bytes."""
+
+    def span(value):
+        return ReadableSpan(name="s", context=context(1, 2), resource=Resource({}), attributes={"k": value})
+
+    for value in (0.0, -0.0, 1, True, 1.0, 0, False, -0.0):
+        assert encode_request([span(value)]) == _standard_bytes([span(value)])

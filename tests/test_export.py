@@ -148,10 +148,13 @@ def test_a_span_our_encoder_refuses_goes_through_the_standard_encoder():
 
 def test_an_oversized_span_is_not_delivered_and_is_counted_with_its_cause():
     with OtlpReceiver() as rx:
-        code = SPANS + """
+        code = (
+            SPANS
+            + """
     cjk = "語" * 30000  # 30,000 characters, 90,000 bytes: under the length limit, over the request limit
     tracer.start_span("huge", attributes={"a": cjk, "b": cjk}).end()
 """
+        )
         result, _ = run_app(code, respan_env(rx, RESPAN_MAX_EXPORT_BYTES="100000"))
         names = sorted(s.name for s in rx.spans)
     assert result.returncode == 0, result.stderr
@@ -203,7 +206,9 @@ def test_a_failed_spool_write_says_so(tmp_path):
 def test_a_slow_collector_never_gets_a_request_twice(tmp_path):
     """A request unanswered at the deadline, to an endpoint that answered before, is reported, not spooled."""
     spool = tmp_path / "spool"
-    code = SPANS + """
+    code = (
+        SPANS
+        + """
     assert respan.flush(10)
     open(os.environ["SLOW_FLAG"], "w").close()
     for _ in range(500):  # until the collector has been slowed down
@@ -212,6 +217,7 @@ def test_a_slow_collector_never_gets_a_request_twice(tmp_path):
         time.sleep(0.01)
     tracer.start_span("late").end()
 """
+    )
     with OtlpReceiver() as rx:
         flag = tmp_path / "slow"
         env = respan_env(rx, RESPAN_SPOOL_DIR=str(spool), RESPAN_EXIT_TIMEOUT="2", SLOW_FLAG=str(flag))

@@ -107,8 +107,10 @@ _EXTRA_BODY = re.compile(
 
 def extra_body_to_gateway_params(code: str) -> str:
     return _EXTRA_BODY.sub(
-        lambda m: "from respan_auto import gateway_params\n\n"
-        f"with gateway_params(**{m['body']}):\n    {m['target']} = {m['call']}({m['args']})",
+        lambda m: (
+            "from respan_auto import gateway_params\n\n"
+            f"with gateway_params(**{m['body']}):\n    {m['target']} = {m['call']}({m['args']})"
+        ),
         code,
     )
 

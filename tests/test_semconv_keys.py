@@ -32,9 +32,7 @@ NEWER_THAN_THE_FLOOR = {
 
 def unexplained(keys: set[str]) -> set[str]:
     known = conventional() | NEWER_THAN_THE_FLOOR
-    return {
-        k for k in keys if k not in known and k not in sc.OWN_KEYS and not k.startswith(sc.OWN_PREFIXES)
-    }
+    return {k for k in keys if k not in known and k not in sc.OWN_KEYS and not k.startswith(sc.OWN_PREFIXES)}
 
 
 def test_semconv_module_uses_the_package_spelling():

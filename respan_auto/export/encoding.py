@@ -27,7 +27,8 @@ _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _CACHE_LIMIT = 4096
 _CACHEABLE_LENGTH = 64
-_kv_cache: dict[tuple[str, type, Any], bytes] = {}
+_CACHEABLE = frozenset({str, bool, int})  # not float: 0.0 == -0.0, yet they encode differently
+_kv_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
 
 
 class UnencodableError(Exception):
@@ -46,7 +47,8 @@ def _varint(value: int) -> bytes:
 
 
 def _field(tag: bytes, data: bytes) -> bytes:
-    return tag + _varint(len(data)) + data
+    size = len(data)
+    return tag + (_SMALL[size] if size < 128 else _varint(size)) + data
 
 
 def _utf8(text: str) -> bytes:
@@ -83,30 +85,36 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, Sequence):
         return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(v)) for v in value))
     if isinstance(value, Mapping):
-        return _field(b"\x32", b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
+        return _field(b"\x32", _attributes(b"\x0a", {str(k): v for k, v in value.items()}))
     raise UnencodableError(f"an attribute of type {kind.__name__}")
 
 
 def _key_value(key: str, value: Any) -> bytes:
-    kind = type(value)
-    cacheable = kind is bool or kind is int or kind is float or (kind is str and len(value) <= _CACHEABLE_LENGTH)
-    if cacheable:
-        cache_key = (key, kind, value)
-        encoded = _kv_cache.get(cache_key)
-        if encoded is not None:
-            return encoded
-    encoded = (_field(b"\x0a", _utf8(key)) if key else b"") + _field(b"\x12", _any_value(value))
-    if cacheable:
-        if len(_kv_cache) >= _CACHE_LIMIT:
-            _kv_cache.clear()
-        _kv_cache[cache_key] = encoded
-    return encoded
+    return (_field(b"\x0a", _utf8(key)) if key else b"") + _field(b"\x12", _any_value(value))
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Each attribute as a ``KeyValue`` field under ``tag``; short scalar ones come from a cache, tag included."""
     if not attributes:
         return b""
-    return b"".join(_field(tag, _key_value(k, v)) for k, v in attributes.items())
+    copy = getattr(attributes, "copy", None)  # the SDK's attributes copy to a dict at C speed; items() is Python-level
+    items = (copy() if copy is not None else dict(attributes)).items()
+    out = []
+    cache = _kv_cache
+    for key, value in items:
+        kind = type(value)
+        if (kind is str and len(value) > _CACHEABLE_LENGTH) or kind not in _CACHEABLE:
+            out.append(_field(tag, _key_value(key, value)))
+            continue
+        cache_key = (tag, key, kind, value)
+        encoded = cache.get(cache_key)
+        if encoded is None:
+            encoded = _field(tag, _key_value(key, value))
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[cache_key] = encoded
+        out.append(encoded)
+    return b"".join(out)
 
 
 def _flags(context: Any) -> bytes:
@@ -185,13 +193,18 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
 
 
 def _request(spans: Sequence[ReadableSpan]) -> bytes:
-    grouped: dict[Any, dict[Any, list[bytes]]] = {}
+    # Grouped as the standard encoder groups them (equal resources and scopes together), but looked up by
+    # identity first: a Resource hashes by serializing its attributes to JSON, once per span otherwise.
+    groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+    canonical: dict[int, Any] = {}
     for span in spans:
-        grouped.setdefault(span.resource, {}).setdefault(span.instrumentation_scope, []).append(encode_span(span))
+        resource, scope = _same(canonical, span.resource), _same(canonical, span.instrumentation_scope)
+        scopes = groups.setdefault(id(resource), (resource, {}))[1]
+        scopes.setdefault(id(scope), (scope, []))[1].append(encode_span(span))
     out = []
-    for resource, scopes in grouped.items():
+    for resource, scopes in groups.values():
         body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
-        for scope, encoded in scopes.items():
+        for scope, encoded in scopes.values():
             scope_spans = _field(b"\x0a", _scope(scope)) + b"".join(_field(b"\x12", s) for s in encoded)
             schema = scope.schema_url if scope is not None else None
             if schema:
@@ -201,3 +214,12 @@ def _request(spans: Sequence[ReadableSpan]) -> bytes:
             body += _field(b"\x1a", _utf8(resource.schema_url))
         out.append(_field(b"\x0a", body))
     return b"".join(out)
+
+
+def _same(canonical: dict[int, Any], item: Any) -> Any:
+    """The first object seen in this request that equals ``item`` (``item`` itself when it is the first)."""
+    found = canonical.get(id(item))
+    if found is None:
+        found = next((seen for seen in canonical.values() if type(seen) is type(item) and seen == item), item)
+        canonical[id(item)] = found
+    return found

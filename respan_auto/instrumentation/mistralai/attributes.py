@@ -568,10 +568,41 @@ class StreamAccumulator:
     def add(self, event: Any, now_ns: int) -> None:
         """Record one stream item (a ``CompletionEvent`` or a bare chunk). Never raises.
 
-        Reads attributes directly (the SDK's models) and wraps the rare dict in a view, since
-        this runs once per chunk; ``Unset`` is falsy, so truth tests skip it.
+        The common chunk (an SDK event with one choice whose delta is plain text, nothing else new) takes a
+        short path of direct attribute reads; anything else (the first and last chunks, tool calls, dicts,
+        odd shapes) takes the general one, which reads every field defensively.
         """
         self.chunk_times.append(now_ns)
+        try:
+            data = event.data
+            choices = data.choices
+            if type(choices) is list and len(choices) == 1 and self.response_id is not None and data.usage is None:
+                raw = choices[0]
+                delta = raw.delta
+                content = delta.content
+                index = raw.index
+                choice = self.choices.get(index) if type(index) is int else None
+                # exact type tests, not truth tests: the SDK's Unset has a Python-level __bool__
+                if (
+                    choice is not None
+                    and type(content) is str
+                    and raw.finish_reason is None
+                    and type(delta.tool_calls) is not list
+                    and type(delta.role) is not str
+                ):
+                    if content:
+                        choice.text.append(content)
+                    if self.chunk_sizes is not None:
+                        self.chunk_sizes.append(len(content))
+                    return
+        except Exception:  # noqa: BLE001 - not the common shape: the general path reads it defensively
+            pass
+        size = self._add_any(event)
+        if self.chunk_sizes is not None:
+            self.chunk_sizes.append(size)
+
+    def _add_any(self, event: Any) -> int:
+        """Any stream item: SDK models or dicts, any field missing. Returns the characters of text it carried."""
         size = 0
         try:
             if type(event) is dict:
@@ -590,8 +621,7 @@ class StreamAccumulator:
                 size = self._add_choices(choices)
         except Exception as exc:  # noqa: BLE001 - a malformed chunk must not break the user's loop
             report_once("stream chunk accumulation", exc)
-        if self.chunk_sizes is not None:
-            self.chunk_sizes.append(size)
+        return size
 
     def _add_choices(self, choices: Any) -> int:
         """Merge one chunk's choices; return how many characters of text it carried."""

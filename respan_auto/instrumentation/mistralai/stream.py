@@ -8,6 +8,7 @@ itself, so ``for``, ``with`` and ``async with`` all keep going through it. Every
 from __future__ import annotations
 
 from time import time_ns
+from types import MethodType
 from typing import Any
 
 import wrapt
@@ -36,13 +37,14 @@ class StreamProxy(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_state = state
         self._self_add = state.accumulator.add  # bound once: it runs per chunk
+        self._self_next = MethodType(type(wrapped).__next__, wrapped)  # as next() finds it, bound once
 
     def __iter__(self) -> StreamProxy:
         return self
 
     def __next__(self) -> Any:
         try:
-            item = self.__wrapped__.__next__()
+            item = self._self_next()
         except StopIteration:
             self._self_state.end(completed=True)
             raise
@@ -86,13 +88,14 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_state = state
         self._self_add = state.accumulator.add
+        self._self_next = MethodType(type(wrapped).__anext__, wrapped)
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
 
     async def __anext__(self) -> Any:
         try:
-            item = await self.__wrapped__.__anext__()
+            item = await self._self_next()
         except StopAsyncIteration:
             self._self_state.end(completed=True)
             raise
@@ -130,7 +133,7 @@ class ClosableAsyncStreamProxy(AsyncStreamProxy):
 def _wrap(call: Call, stream: Any, step: str, plain: type, closable: type) -> Any:
     """Wrap the SDK's stream so the span follows it; an object that is not a stream ends the span and passes."""
     try:
-        if not hasattr(stream, step):
+        if not hasattr(type(stream), step):  # as the for loop looks it up
             call.finish()
             return stream
         return (closable if hasattr(stream, "close") else plain)(stream, _StreamState(call))
