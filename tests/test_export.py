@@ -146,6 +146,20 @@ def test_a_span_our_encoder_refuses_goes_through_the_standard_encoder():
     assert "big" not in by_name["huge"]
 
 
+def test_proxy_variables_are_honoured(monkeypatch):
+    """Requests go through HTTP_PROXY as the standard exporter's would (the variables are read once)."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with OtlpReceiver() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        tracer, destination = pipeline("http://127.0.0.2:9/api")  # nothing listens there: only the proxy can answer
+        for i in range(3):
+            tracer.start_span(f"via-proxy-{i}").end()
+            assert destination.flush(10)
+        assert sorted(s.name for s in proxy.spans) == ["via-proxy-0", "via-proxy-1", "via-proxy-2"]
+        assert {export.path for export in proxy.exports} == {"http://127.0.0.2:9/api/v2/traces"}
+
+
 def test_an_oversized_span_is_not_delivered_and_is_counted_with_its_cause():
     with OtlpReceiver() as rx:
         code = (
