@@ -29,6 +29,7 @@ _CACHE_LIMIT = 4096
 _CACHEABLE_LENGTH = 64
 _CACHEABLE = frozenset({str, bool, int})  # not float: 0.0 == -0.0, yet they encode differently
 _kv_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
+_key_cache: dict[str, bytes] = {}
 
 
 class UnencodableError(Exception):
@@ -89,8 +90,27 @@ def _any_value(value: Any) -> bytes:
     raise UnencodableError(f"an attribute of type {kind.__name__}")
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    return (_field(b"\x0a", _utf8(key)) if key else b"") + _field(b"\x12", _any_value(value))
+def _key_field(key: str) -> bytes:
+    """A ``KeyValue``'s key field, cached: keys repeat from span to span."""
+    encoded = _key_cache.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", _utf8(key)) if key else b""
+        if len(_key_cache) >= _CACHE_LIMIT:
+            _key_cache.clear()
+        _key_cache[key] = encoded
+    return encoded
+
+
+def _long_text(tag: bytes, key: str, value: str) -> bytes:
+    """A string attribute too long to cache, written with one join rather than nested concatenations."""
+    data = _utf8(value)
+    size = len(data)
+    head = _varint(size)
+    key_field = _key_field(key)
+    any_size = 1 + len(head) + size  # AnyValue: string_value tag, length, text
+    any_head = _varint(any_size)
+    kv_size = len(key_field) + 1 + len(any_head) + any_size  # KeyValue: key, value tag, length, AnyValue
+    return b"".join((tag, _varint(kv_size), key_field, b"\x12", any_head, b"\x0a", head, data))
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -103,13 +123,16 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     cache = _kv_cache
     for key, value in items:
         kind = type(value)
-        if (kind is str and len(value) > _CACHEABLE_LENGTH) or kind not in _CACHEABLE:
-            out.append(_field(tag, _key_value(key, value)))
+        if kind is str and len(value) > _CACHEABLE_LENGTH:
+            out.append(_long_text(tag, key, value))
+            continue
+        if kind not in _CACHEABLE:
+            out.append(_field(tag, _key_field(key) + _field(b"\x12", _any_value(value))))
             continue
         cache_key = (tag, key, kind, value)
         encoded = cache.get(cache_key)
         if encoded is None:
-            encoded = _field(tag, _key_value(key, value))
+            encoded = _field(tag, _key_field(key) + _field(b"\x12", _any_value(value)))
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[cache_key] = encoded

@@ -257,9 +257,10 @@ class Cleaner:
 
     def _needs_work(self, span: ReadableSpan) -> bool:
         strings = _strings(span)
-        if self.redactor is not None and self.redactor.might_change("\x00".join(strings)):
+        joined = "\x00".join(strings)
+        if self.redactor is not None and self.redactor.might_change(joined):
             return True
-        return not all(text.isascii() or _encodable(text) for text in strings)
+        return not joined.isascii() and not all(text.isascii() or _encodable(text) for text in strings)
 
     def _clean(self, key: str, text: str) -> str:
         text = _repair(text)
