@@ -102,3 +102,36 @@ def test_no_pattern_list_can_raise(patterns, text):
     redactor = Redactor(patterns=settings.redact_patterns, builtin=False)
     assert len(redactor.patterns) == len(settings.redact_patterns)  # every pattern the settings kept is used
     assert isinstance(redactor(text), str)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "Bearer abcdefgh.ijklmnop",
+        "BeArEr abcdefgh.ijklmnop",
+        "bearer abcdefgh.ijklmnop",
+        "sk-proj-AAAAAAAAAAAAAAAAAAAA",
+        "pk-live-0123456789abcdefXYZ",
+        "AKIAABCDEFGHIJKLMNOP",
+        "ghp_" + "a" * 36,
+        "xoxb-0123456789-abc",
+    ],
+)
+def test_the_builtin_policy_finds_each_kind_of_token_in_any_case_it_matches(token):
+    """The cheap pre-test must never hide a match: the whole span's text and each value are redacted."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from respan_auto.export.limits import Cleaner
+
+    text = f"prefix text, then {token} and more"
+    redactor = Redactor()
+    assert token not in redactor(text) and REDACTED in redactor(text)
+    span = ReadableSpan(
+        name="s",
+        context=SpanContext(1, 2, False, TraceFlags(1)),
+        resource=Resource({}),
+        attributes={"gen_ai.prompt.0.content": text, "n": 1},
+    )
+    assert token not in Cleaner(redactor)(span).attributes["gen_ai.prompt.0.content"]
