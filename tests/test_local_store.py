@@ -151,3 +151,25 @@ def test_rotation_keeps_the_newest_files_only(tmp_path, monkeypatch):
         local_store.append(str(store), json.dumps({"trace_id": f"{i:032x}", "pad": "x" * 80}).encode() + b"\n")
     assert [r["trace_id"][-1] for r in read_records(str(store))] == ["6", "7", "8", "9"]
     assert mode(store.parent) == 0o700
+
+
+def test_an_unwritable_store_is_one_line_naming_the_variable(tmp_path):
+    """The app runs on unchanged; the user hears once that nothing is kept, and which setting to change."""
+    from tests.test_reliability import run_app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = """
+        from respan_auto import Respan
+        from opentelemetry import trace
+        Respan()
+        for i in range(5):
+            trace.get_tracer("app").start_span(f"s{i}").end()
+        print("done", flush=True)
+    """
+    result, _ = run_app(code, {"RESPAN_LOCAL_STORE": str(blocker / "sub" / "traces.jsonl")})
+    assert result.returncode == 0 and result.stdout.strip() == "done"
+    lines = [line for line in result.stderr.splitlines() if "cannot write the local trace store" in line]
+    assert len(lines) == 1, result.stderr
+    assert "RESPAN_LOCAL_STORE" in lines[0] and str(blocker) in lines[0]
+    assert "Traceback" not in result.stderr

@@ -27,7 +27,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from respan_auto._guard import report_once
+from respan_auto._guard import report_once, warn_once
 
 MAX_BYTES = 8 * 1024 * 1024  # the current file is rotated once it is past this
 KEEP_ROTATED = 1  # rotated files kept (``.1`` is the newest); older ones are deleted
@@ -178,6 +178,15 @@ class LocalStoreExporter(SpanExporter):
             if not self._checked_rotated:
                 self._tighten_rotated()
             return SpanExportResult.SUCCESS
+        except OSError as exc:  # the place is not writable: the user chose it, so they hear of it, once
+            warn_once(
+                "local-store-write",
+                "respan_auto: cannot write the local trace store %s (%s); spans are not being kept. "
+                "Set RESPAN_LOCAL_STORE to a writable path",
+                self.path,
+                exc.strerror or type(exc).__name__,
+            )
+            return SpanExportResult.FAILURE
         except Exception as exc:  # noqa: BLE001
             report_once("local store write", exc)
             return SpanExportResult.FAILURE
