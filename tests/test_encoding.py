@@ -8,6 +8,8 @@ and refuse (so that the standard exporter takes the batch) what it cannot write 
 
 from __future__ import annotations
 
+import enum
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -183,3 +185,43 @@ def test_values_that_compare_equal_but_encode_differently_are_not_confused():
 
     for value in (0.0, -0.0, 1, True, 1.0, 0, False, -0.0):
         assert encode_request([span(value)]) == _standard_bytes([span(value)])
+
+
+class Role(str, enum.Enum):
+    USER = "user"
+
+
+class Seven(int):
+    def __int__(self):
+        return 7
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"role": Role.USER},
+        {"roles": (Role.USER, "x")},
+        {"n": Seven(3)},
+        {0: "v", "z": 1},
+        {"nested": {1: "a", "1": "b"}},
+        {"bytes": bytearray(b"ab")},
+    ],
+    ids=["str-enum", "str-enum-in-array", "int-subclass", "non-string-key", "colliding-nested-keys", "bytearray"],
+)
+def test_what_str_or_int_would_change_is_left_to_the_standard_encoder(attributes):
+    """Protobuf writes what a subclass holds, not what str()/int() return: ours must match or refuse."""
+    span = ReadableSpan(name="s", context=context(1, 2), resource=Resource({}), attributes=attributes)
+    try:
+        ours = encode_request([span])
+    except UnencodableError:
+        return
+    assert ours == _standard_bytes([span])
+
+
+def test_resources_are_grouped_as_a_dict_would_group_them():
+    """Equal resources with different hashes ({"a": 1} and {"a": 1.0}) are two groups, as in the standard encoder."""
+    batch = [
+        ReadableSpan(name=f"s{i}", context=context(1, i + 1), resource=resource, attributes={})
+        for i, resource in enumerate([Resource({"a": 1}), Resource({"a": 1.0}), Resource({"a": 1}), Resource({})])
+    ]
+    assert encode_request(batch) == _standard_bytes(batch)

@@ -27,7 +27,8 @@ _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _CACHE_LIMIT = 4096
 _CACHEABLE_LENGTH = 64
-_CACHEABLE = frozenset({str, bool, int})  # not float: 0.0 == -0.0, yet they encode differently
+# not int (token counts vary: they would churn the cache) nor float (0.0 == -0.0, yet they encode differently)
+_CACHEABLE = frozenset({str, bool})
 _kv_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
 _key_cache: dict[str, bytes] = {}
 
@@ -72,21 +73,15 @@ def _any_value(value: Any) -> bytes:
         return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
     if kind is float:
         return b"\x21" + _DOUBLE(value)
-    # the standard encoder's isinstance order, for subclasses
-    if isinstance(value, bool):
-        return _any_value(bool(value))
-    if isinstance(value, str):
-        return _any_value(str(value))
-    if isinstance(value, int):
-        return _any_value(int(value))
-    if isinstance(value, float):
-        return _any_value(float(value))
-    if isinstance(value, bytes):
-        return _field(b"\x3a", bytes(value))
-    if isinstance(value, Sequence):
+    if kind is bytes:
+        return _field(b"\x3a", value)
+    if kind is tuple or kind is list:
         return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(v)) for v in value))
-    if isinstance(value, Mapping):
-        return _field(b"\x32", _attributes(b"\x0a", {str(k): v for k, v in value.items()}))
+    if kind is dict:
+        pairs = b"".join(_field(b"\x0a", _key_field(str(k)) + _field(b"\x12", _any_value(v))) for k, v in value.items())
+        return _field(b"\x32", pairs)
+    # Subclasses (a str Enum, numpy scalars, other sequences and mappings): protobuf writes what the object
+    # holds, which str()/int() may not give back, so the standard encoder takes the batch.
     raise UnencodableError(f"an attribute of type {kind.__name__}")
 
 
@@ -94,6 +89,8 @@ def _key_field(key: str) -> bytes:
     """A ``KeyValue``'s key field, cached: keys repeat from span to span."""
     encoded = _key_cache.get(key)
     if encoded is None:
+        if type(key) is not str:
+            raise UnencodableError("a key that is not a string")
         encoded = _field(b"\x0a", _utf8(key)) if key else b""
         if len(_key_cache) >= _CACHE_LIMIT:
             _key_cache.clear()
@@ -145,7 +142,11 @@ def _flags(context: Any) -> bytes:
 
 
 def _count(tag: bytes, value: int) -> bytes:
-    return tag + _varint(value) if value else b""
+    if not value:
+        return b""
+    if type(value) is not int or not 0 < value < 2**32:
+        raise UnencodableError("a dropped count outside uint32")
+    return tag + _varint(value)
 
 
 def _status(status: Any) -> bytes:
@@ -215,13 +216,17 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
         raise UnencodableError(type(exc).__name__) from exc
 
 
+_Canonical = tuple[dict[int, Any], dict[Any, Any]]  # by identity, by value
+
+
 def _request(spans: Sequence[ReadableSpan]) -> bytes:
-    # Grouped as the standard encoder groups them (equal resources and scopes together), but looked up by
-    # identity first: a Resource hashes by serializing its attributes to JSON, once per span otherwise.
+    # Grouped exactly as the standard encoder groups them (a dict keyed by resource, then by scope), but each
+    # object is looked up by identity first: a Resource hashes by serializing its attributes to JSON.
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
-    canonical: dict[int, Any] = {}
+    resources: _Canonical = ({}, {})
+    scopes_seen: _Canonical = ({}, {})
     for span in spans:
-        resource, scope = _same(canonical, span.resource), _same(canonical, span.instrumentation_scope)
+        resource, scope = _same(resources, span.resource), _same(scopes_seen, span.instrumentation_scope)
         scopes = groups.setdefault(id(resource), (resource, {}))[1]
         scopes.setdefault(id(scope), (scope, []))[1].append(encode_span(span))
     out = []
@@ -239,10 +244,11 @@ def _request(spans: Sequence[ReadableSpan]) -> bytes:
     return b"".join(out)
 
 
-def _same(canonical: dict[int, Any], item: Any) -> Any:
-    """The first object seen in this request that equals ``item`` (``item`` itself when it is the first)."""
-    found = canonical.get(id(item))
-    if found is None:
-        found = next((seen for seen in canonical.values() if type(seen) is type(item) and seen == item), item)
-        canonical[id(item)] = found
+def _same(seen: _Canonical, item: Any) -> Any:
+    """The object a dict keyed by these objects would file ``item`` under: the first one equal to it, same hash."""
+    by_id, by_value = seen
+    key = id(item)
+    if key in by_id:
+        return by_id[key]
+    found = by_id[key] = by_value.setdefault(item, item)
     return found
