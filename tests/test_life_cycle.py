@@ -372,3 +372,38 @@ def test_respan_reads_content_arguments_as_written(code, line):
     assert "Traceback" not in result.stderr
     if line:
         assert line in result.stderr
+
+
+def test_a_stream_behind_another_proxy_is_still_followed():
+    """A layer above may hand us the SDK's stream inside a proxy that forwards ``__next__`` only as an attribute."""
+    import wrapt
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from respan_auto.instrumentation.mistralai.call import Telemetry
+    from respan_auto.instrumentation.mistralai.stream import wrap_stream
+
+    class Stream:
+        def __init__(self, chunks):
+            self._chunks = iter(chunks)
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self._chunks)
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = Telemetry(provider.get_tracer("t"), NoOpMeterProvider().get_meter("t"), capture_content=True)
+    chunks = [{"data": {"id": "x", "model": "m", "choices": [{"index": 0, "delta": {"content": c}}]}} for c in "abc"]
+    call = telemetry.begin(None, {"model": "m"}, stream=True)
+    stream = wrap_stream(call, wrapt.ObjectProxy(Stream(chunks)))
+    call.detach()
+    assert list(stream) == chunks
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["respan.stream.chunk_count"] == 3
+    assert span.attributes["gen_ai.completion.0.content"] == "abc"

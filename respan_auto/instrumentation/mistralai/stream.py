@@ -8,7 +8,6 @@ itself, so ``for``, ``with`` and ``async with`` all keep going through it. Every
 from __future__ import annotations
 
 from time import time_ns
-from types import MethodType
 from typing import Any
 
 import wrapt
@@ -37,7 +36,7 @@ class StreamProxy(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_state = state
         self._self_add = state.accumulator.add  # bound once: it runs per chunk
-        self._self_next = MethodType(type(wrapped).__next__, wrapped)  # as next() finds it, bound once
+        self._self_next = wrapped.__next__  # looked up once (through any proxy): it runs per chunk
 
     def __iter__(self) -> StreamProxy:
         return self
@@ -88,7 +87,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_state = state
         self._self_add = state.accumulator.add
-        self._self_next = MethodType(type(wrapped).__anext__, wrapped)
+        self._self_next = wrapped.__anext__
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -133,7 +132,7 @@ class ClosableAsyncStreamProxy(AsyncStreamProxy):
 def _wrap(call: Call, stream: Any, step: str, plain: type, closable: type) -> Any:
     """Wrap the SDK's stream so the span follows it; an object that is not a stream ends the span and passes."""
     try:
-        if not hasattr(type(stream), step):  # as the for loop looks it up
+        if not hasattr(stream, step):
             call.finish()
             return stream
         return (closable if hasattr(stream, "close") else plain)(stream, _StreamState(call))
