@@ -178,11 +178,11 @@ class LocalStoreExporter(SpanExporter):
             if not self._checked_rotated:
                 self._tighten_rotated()
             return SpanExportResult.SUCCESS
-        except OSError as exc:  # the place is not writable: the user chose it, so they hear of it, once
+        except OSError as exc:  # not writable (or full): where spans were said to be kept, so it is said, once
             warn_once(
                 "local-store-write",
-                "respan_auto: cannot write the local trace store %s (%s); spans are not being kept. "
-                "Set RESPAN_LOCAL_STORE to a writable path",
+                "respan_auto: cannot write the local trace store %s (%s); spans are not being kept there. "
+                "Set RESPAN_LOCAL_STORE to a writable path, or send them elsewhere (RESPAN_API_KEY, an OTLP endpoint)",
                 self.path,
                 exc.strerror or type(exc).__name__,
             )

@@ -198,21 +198,29 @@ def encoded_sender(exporter: Any) -> Callable[[bytes, int], bool] | None:
     if not isinstance(exporter, OTLPSpanExporter):
         return None
     client: Any = getattr(exporter, "_client", None)
+    legacy: Any = getattr(exporter, "_export", None)
     if callable(getattr(client, "export", None)):  # 1.45 and later: the exporter's HTTP client
-        metrics = getattr(exporter, "_metrics", None)
-        operation = getattr(metrics, "export_operation", None)
 
-        def send(data: bytes, spans: int) -> bool:
-            if operation is None:
-                return bool(client.export(data).success)
-            with operation(spans):
-                return bool(client.export(data).success)
+        def post(data: bytes) -> bool:
+            return bool(client.export(data).success)
 
-        return send
-    post = getattr(exporter, "_export", None)
-    if callable(post):  # up to 1.44: the exporter's compress-and-post step
-        return lambda data, spans: bool(post(data).ok)
-    return None
+    elif callable(legacy):  # up to 1.44: the exporter's compress-and-post step
+
+        def post(data: bytes) -> bool:
+            return bool(legacy(data).ok)
+
+    else:
+        return None
+    # the exporter's own metrics of its exports (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED), where it keeps them
+    operation = getattr(getattr(exporter, "_metrics", None), "export_operation", None)
+    if operation is None:
+        return lambda data, spans: post(data)
+
+    def send(data: bytes, spans: int) -> bool:
+        with operation(spans):
+            return post(data)
+
+    return send
 
 
 class HttpTransport:
