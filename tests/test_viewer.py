@@ -98,6 +98,20 @@ def test_tool_calls_of_a_plain_answer_are_shown(store):
     assert "completion:" not in block  # the answer is the tool call, not an empty text
 
 
+def test_each_call_and_each_trace_shows_its_cost_from_the_price_table(store):
+    """Priced when viewed: the stand-in answers as mistral-small-2506, which the table prices per token."""
+    from genai_prices import Usage, calc_price
+
+    block = shown(store)["hello from beta"]
+    tokens = re.search(r"tokens (\d+) in / (\d+) out · cost \$([0-9.]+)", block)
+    assert tokens, block
+    usage = Usage(input_tokens=int(tokens[1]), output_tokens=int(tokens[2]))
+    expected = float(calc_price(usage, "mistral-small-2506", provider_id="mistral").total_price)
+    assert float(tokens[3]) == pytest.approx(expected, rel=5e-3)  # shown to 3 significant digits
+    assert re.match(rf"trace [0-9a-f]{{16}} · .* · beta · cost \${tokens[3]}$", block.splitlines()[0]), block
+    assert "cost" not in shown(store)["fail with #500"]  # no usage, so no call to price
+
+
 @pytest.mark.parametrize("status", ["500", "401"])
 def test_errors_show_their_http_status(store, status):
     block = shown(store)[f"fail with #{status}"]

@@ -17,6 +17,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, NoReturn
 
+from respan_auto import cost
 from respan_auto import semconv as sc
 from respan_auto.config import Settings
 from respan_auto.export.local_store import Selection, select_traces
@@ -144,7 +145,7 @@ def _answer(a: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     return (None if text is None else str(text)), calls
 
 
-def _facts(a: dict[str, Any]) -> list[str]:
+def _facts(span: dict[str, Any], a: dict[str, Any]) -> list[str]:
     facts = []
     kind = a.get("traceloop.span.kind")
     if kind:
@@ -157,6 +158,7 @@ def _facts(a: dict[str, Any]) -> list[str]:
     if sc.GEN_AI_USAGE_INPUT_TOKENS in a or sc.GEN_AI_USAGE_OUTPUT_TOKENS in a:
         tokens_in, tokens_out = a.get(sc.GEN_AI_USAGE_INPUT_TOKENS, "?"), a.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, "?")
         facts.append(f"tokens {tokens_in} in / {tokens_out} out")
+        facts.append(f"cost {cost.format_usd(cost.span_cost(span))}")
     if sc.RESPAN_STREAM_CHUNK_COUNT in a:
         facts.append(_count(a[sc.RESPAN_STREAM_CHUNK_COUNT], "chunk"))
     first = a.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
@@ -180,7 +182,7 @@ def _details(span: dict[str, Any]) -> list[str]:
     a = span.get("attributes")
     a = a if isinstance(a, dict) else {}
     out = []
-    facts = _facts(a)
+    facts = _facts(span, a)
     if facts:
         out.append(" · ".join(facts))
     prompt = _prompt(a)
@@ -213,6 +215,17 @@ def _walk(children: dict[str | None, list[dict[str, Any]]], parent: str | None, 
             _walk(children, span["span_id"], detail_prefix, lines)
 
 
+def _trace_cost(spans: list[dict[str, Any]]) -> str:
+    """The trace's summed cost, if it made LLM calls; calls without a known price are counted, not guessed."""
+    calls = sum(1 for s in spans if isinstance(s.get("attributes"), dict) and cost.is_llm_call(s["attributes"]))
+    if not calls:
+        return ""
+    total, unknown = cost.total_cost(spans)
+    if unknown == calls:
+        return " · cost unknown"
+    return f" · cost {cost.format_usd(total)}" + (f" ({unknown} of {calls} calls unpriced)" if unknown else "")
+
+
 def render_trace(spans: list[dict[str, Any]]) -> str:
     """One trace as a tree: spans whose parent is not in the store are roots."""
     ids = {s.get("span_id") for s in spans}
@@ -223,7 +236,8 @@ def render_trace(spans: list[dict[str, Any]]) -> str:
     start = spans[0].get("start")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((start if isinstance(start, int) else 0) / 1e9))
     service = next((s.get("service") for s in spans if s.get("service")), "")
-    lines = [f"trace {spans[0]['trace_id'][:16]} · {when}" + (f" · {service}" if service else "")]
+    header = f"trace {spans[0]['trace_id'][:16]} · {when}" + (f" · {service}" if service else "")
+    lines = [header + _trace_cost(spans)]
     _walk(children, None, "", lines)
     return "\n".join(lines) + "\n"
 
