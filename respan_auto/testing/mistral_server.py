@@ -182,6 +182,7 @@ def error_for(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: without it each answer waits ~40 ms
     server: MistralServer
 
     def log_message(self, format: str, *args: Any) -> None:
