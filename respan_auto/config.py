@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ MAX_EXIT_SECONDS = 600.0
 MAX_COUNT = 2**31 - 1
 MAX_BYTES = 2**40
 MAX_DELAY_MILLIS = 86_400_000  # a day between batches
+MAX_AGE_SECONDS = 100 * 365 * 86400  # a century: longer is a mistake, and the nanoseconds would overflow
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # The problems the launcher already reported, as a JSON list of keys: the program it runs stays quiet about them.
 REPORTED_VARIABLE = "RESPAN_REPORTED"
 
@@ -129,6 +133,15 @@ def read_seconds(raw: str) -> float:
         value = -1.0
     if not 0 <= value <= MAX_EXIT_SECONDS:  # NaN and inf too
         raise InvalidValueError(f"expected a number of seconds from 0 to {MAX_EXIT_SECONDS:g}")
+    return value
+
+
+def read_age(raw: str) -> int:
+    """An age in whole seconds: a number of seconds, or one with a unit such as ``90m``, ``12h``, ``7d``, ``4w``."""
+    match = _AGE.fullmatch(raw.strip().lower())
+    value = round(float(match[1]) * _AGE_UNITS[match[2]]) if match else 0
+    if not 1 <= value <= MAX_AGE_SECONDS:
+        raise InvalidValueError("expected an age of at least a second: seconds, or a number with s, m, h, d or w (7d)")
     return value
 
 
@@ -239,6 +252,8 @@ READERS: dict[str, Callable[[str], Any]] = {
     "max_export_bytes": read_whole(MIN_EXPORT_BYTES, MAX_BYTES),
     "max_attribute_length": read_whole(1),
     "spool_max_bytes": read_whole(MIN_EXPORT_BYTES, MAX_BYTES),
+    "local_max_bytes": read_whole(1, MAX_BYTES),
+    "local_max_age": read_age,
     "redact_patterns": read_patterns_strictly,
 }
 
@@ -310,7 +325,7 @@ def _parse_patterns(name: str, raw: Any) -> tuple[str, ...]:
 
 def default_local_store(environ: Mapping[str, str]) -> str:
     state = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "respan-auto", "traces.jsonl")
+    return os.path.join(state, "respan-auto", "traces.db")
 
 
 def _program_name() -> str | None:
@@ -337,6 +352,8 @@ class Settings:
     trace_content: bool = True
     instrument_threading: bool = True
     local_store: str = ""
+    local_max_bytes: int = 256 * 1024 * 1024
+    local_max_age: int = 30 * 86400
     exit_timeout: float = 2.0
     otlp_from_environment: bool = False
     sdk_disabled: bool = False
@@ -416,6 +433,8 @@ class Settings:
             trace_content=capture_content(env) if trace_content is None else pick_bool("trace_content", True),
             instrument_threading=pick_bool("instrument_threading", True),
             local_store=pick("local_store") or default_local_store(env),
+            local_max_bytes=pick_read("local_max_bytes", 256 * 1024 * 1024),
+            local_max_age=pick_read("local_max_age", 30 * 86400),
             exit_timeout=pick_read("exit_timeout", 2.0),
             otlp_from_environment=otlp_endpoint_configured(env),
             sdk_disabled=parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED"), False),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from respan_auto.export.local_store import read_records
 from respan_auto.testing.otlp_receiver import OtlpReceiver
 from tests.conftest import REPO, SDK_TRACER
 
@@ -229,7 +230,7 @@ def test_no_key_uses_the_local_store_and_traces_shows_it(tmp_path, base_env):
     assert result.returncode == 0, result.stderr
     store = base_env["RESPAN_LOCAL_STORE"]
     assert result.stderr.count(store) == 1  # said once
-    records = [json.loads(line) for line in Path(store).read_text().splitlines()]
+    records = list(read_records(store))
     assert [r["name"] for r in records] == ["chat mistral-small-latest"]
     shown = run([LAUNCHER, "traces"], base_env)
     assert shown.returncode == 0

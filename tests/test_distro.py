@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from respan_auto.export.local_store import read_records
 from respan_auto.testing.otlp_receiver import OtlpReceiver
 from tests.conftest import REPO
 
@@ -114,11 +115,11 @@ def run(tmp_path, server):
         assert result.returncode == 0, result.stderr
         app_lines = [line for line in result.stderr.splitlines() if line.startswith("APP ")]
         assert len(app_lines) == 1, result.stderr
-        store = front / "state" / "respan-auto" / "traces.jsonl"
+        store = front / "state" / "respan-auto" / "traces.db"
         return {
             **json.loads(app_lines[0][4:]),
             "console": console_spans(result.stdout),
-            "stored": [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else [],
+            "stored": list(read_records(str(store))),
             "stderr": result.stderr,
         }
 

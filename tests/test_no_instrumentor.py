@@ -6,7 +6,6 @@ line is checked against what was really recorded.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from respan_auto.export.local_store import read_records
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -59,7 +59,7 @@ def run_case(tmp_path, server, how: str, setup: str) -> tuple[subprocess.Complet
         pytest.skip(f"{how} is not installed")
     result = subprocess.run([*prefix, sys.executable, str(app)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
+    records = list(read_records(str(store)))
     # our LLM spans: the SDK's own tracing hook (1.x and up to 2.4.9, under a global provider) adds spans of its
     # own, "chat m" among them on 2.4.9; only ours carry Respan's llm.request.type
     ours = [r for r in records if "llm.request.type" in r["attributes"]]

@@ -16,6 +16,7 @@ import pytest
 from opentelemetry import context as context_api
 
 from respan_auto import propagate_attributes, threads
+from respan_auto.export.local_store import read_records
 from tests.conftest import REPO
 
 CUSTOMER = "respan.customer_params.customer_identifier"
@@ -249,7 +250,7 @@ def test_respan_auto_instrument_propagates_unless_switched_off(tmp_path, setting
 
 
 def stored(store: Path) -> dict[str, dict]:
-    return {r["name"]: r for r in map(json.loads, store.read_text().splitlines())}
+    return {r["name"]: r for r in read_records(str(store))}
 
 
 @pytest.mark.parametrize("switch", [[], ["--no-threading"]])

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from respan_auto import cost
 from respan_auto import semconv as sc
 from respan_auto.config import Settings
-from respan_auto.export.local_store import Selection, select_traces
+from respan_auto.export.local_store import Selection, import_earlier, select_traces
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -267,6 +267,7 @@ def main(argv: list[str]) -> int:
     except argparse.ArgumentTypeError as error:
         parser.error(f"argument --since: {error}")
     path = options.store or Settings.load().local_store
+    import_earlier(path)
     if not os.path.exists(path):
         message = f"No local traces yet ({path} does not exist). Run a program under respan-instrument first."
         print(message, file=sys.stderr if options.json else sys.stdout)
