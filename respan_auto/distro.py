@@ -44,7 +44,7 @@ OTHER_MISTRAL_ENTRY_POINTS = ("mistralai",)
 _configured = False  # our configurator set the pipeline up in this process
 
 
-def _entry_points(group: str) -> list[Any]:
+def entry_points_of(group: str) -> list[Any]:
     """The group's entry points other than ours, in the order OpenTelemetry sees them."""
     entry_points: Callable[..., Iterable[Any]]  # either reader: both select by keyword
     try:
@@ -72,7 +72,7 @@ def chosen(environ: Mapping[str, str] | None = None) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _other_distros_installed() -> bool:
-    return bool(_entry_points(DISTRO_GROUP))
+    return bool(entry_points_of(DISTRO_GROUP))
 
 
 def acts(environ: Mapping[str, str] | None = None) -> bool:
@@ -89,7 +89,7 @@ def _other_distro() -> BaseDistro | None:
 
 @functools.lru_cache(maxsize=4)  # asked once per instrumentor entry point
 def _distro_named(name: str | None) -> BaseDistro | None:
-    for entry_point in _entry_points(DISTRO_GROUP):
+    for entry_point in entry_points_of(DISTRO_GROUP):
         if name is None or name == entry_point.name:
             distro = entry_point.load()()
             if isinstance(distro, BaseDistro):
@@ -100,7 +100,7 @@ def _distro_named(name: str | None) -> BaseDistro | None:
 def _configure_as_without_us(**kwargs: Any) -> None:
     """Run the configurator ``opentelemetry-instrument`` would have run without us (as ``_load_configurators``)."""
     name = _named(os.environ, "OTEL_PYTHON_CONFIGURATOR")
-    for entry_point in _entry_points(CONFIGURATOR_GROUP):
+    for entry_point in entry_points_of(CONFIGURATOR_GROUP):
         if name is None or name == entry_point.name:
             entry_point.load()().configure(**kwargs)
             return

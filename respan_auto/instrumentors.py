@@ -156,12 +156,12 @@ def activate_explicit(instrumentors: Iterable[Any], tracer_provider: Any) -> lis
     return done
 
 
-def _disabled(environ: Mapping[str, str]) -> set[str]:
+def disabled_names(environ: Mapping[str, str]) -> set[str]:
     raw = environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _installed_entry_points() -> list[Any]:
+def installed_entry_points() -> list[Any]:
     from importlib.metadata import entry_points
 
     found = list(entry_points(group=GROUP))
@@ -176,13 +176,13 @@ def activate_discovered(
 ) -> list[str]:
     """Every installed instrumentor whose library is installed, minus the disabled ones and ``skip``."""
     env = os.environ if environ is None else environ
-    disabled = _disabled(env) | set(skip)
+    disabled = disabled_names(env) | set(skip)
     if "*" in disabled:
         return []
     from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
 
     done = []
-    for ep in _installed_entry_points():
+    for ep in installed_entry_points():
         if ep.name in disabled or ep.value.split(":")[0] in disabled:
             continue
         label = f"{ep.name} ({ep.value})"

@@ -23,7 +23,7 @@ from respan_auto.version import __version__
 PROG = "respan-instrument"
 
 # option -> (flag, takes a value, value for a bare flag)
-_FLAGS = {
+FLAGS = {
     "api_key": ("--api-key", True, None),
     "base_url": ("--base-url", True, None),
     "environment": ("--environment", True, None),
@@ -31,6 +31,8 @@ _FLAGS = {
     "customer_identifier": ("--customer-identifier", True, None),
     "metadata": ("--metadata", True, None),
     "local_store": ("--local-store", True, None),
+    "local_max_bytes": ("--local-max-bytes", True, None),
+    "local_max_age": ("--local-max-age", True, None),
     "exit_timeout": ("--exit-timeout", True, None),
     "trace_content": ("--no-content", False, "false"),
     "instrument_threading": ("--no-threading", False, "false"),
@@ -55,8 +57,11 @@ _BARE_HELP = {
     "gateway": "route Mistral chat calls through the Respan gateway",
     "tracing": "no tracing (with --gateway: gateway-only mode)",
 }
+SUBCOMMANDS = ("traces", "ui", "doctor", "flush")
 USAGE = f"""{PROG} [options] <command> [args...]
        {PROG} traces [options]
+       {PROG} ui [--port N] [--open]
+       {PROG} doctor [--json] [--offline] [options] [-- command ...]
        {PROG} flush [--spool-dir DIR]"""
 # What Python ignores at start-up and an exec'd program would inherit; subprocess restores them the same way.
 _RESTORED_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
@@ -81,7 +86,7 @@ def _checked(option: str) -> Callable[[str], str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    lines = [f"  {var:<30} {_FLAGS.get(option, ('',))[0]:<23} {text}" for option, (var, text) in ENVIRONMENT.items()]
+    lines = [f"  {var:<30} {FLAGS.get(option, ('',))[0]:<23} {text}" for option, (var, text) in ENVIRONMENT.items()]
     built = argparse.ArgumentParser(
         prog=PROG,
         usage=USAGE,
@@ -94,10 +99,12 @@ def parser() -> argparse.ArgumentParser:
         "OTEL_SERVICE_NAME, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, ...).\n"
         "Options after the command's name are the command's own.\n\n"
         f"other commands (each has --help):\n  {PROG} traces   show recent traces from the local store\n"
+        f"  {PROG} ui       browse the local store in a web view on 127.0.0.1\n"
+        f"  {PROG} doctor   check the set-up: versions, instrumentors, destination, conflicts\n"
         f"  {PROG} flush    send the spans spooled in RESPAN_SPOOL_DIR (or --spool-dir)",
     )
     built.add_argument("--version", action="version", version=f"{PROG} (respan-auto) {__version__}")
-    for option, (flag, takes_value, _) in _FLAGS.items():
+    for option, (flag, takes_value, _) in FLAGS.items():
         help_text = _BARE_HELP.get(option) or ENVIRONMENT[option][1]
         if takes_value:
             built.add_argument(flag, dest=option, metavar="VALUE", type=_checked(option), help=help_text)
@@ -117,7 +124,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     if not command:
         built.error("the command to run is missing")
     env: dict[str, str] = {}
-    for option, (_, takes_value, bare) in _FLAGS.items():
+    for option, (_, takes_value, bare) in FLAGS.items():
         value = getattr(options, option)
         if takes_value and value is not None:
             env[ENVIRONMENT[option][0]] = value
@@ -206,7 +213,7 @@ def main(argv: list[str]) -> int:
         os.execvp(command[0], command)
     except OSError as error:
         hint = ""
-        if command[0] in ("traces", "flush"):  # a subcommand is only one as the first argument
+        if command[0] in SUBCOMMANDS:  # a subcommand is only one as the first argument
             hint = f" ({PROG} {command[0]} is a command of its own: put it first, before its options)"
         sys.stderr.write(f"{PROG}: cannot run {command[0]}: {error.strerror}{hint}\n")
         return 127

@@ -63,7 +63,7 @@ class Destination:
         return ok
 
 
-def _respan(settings: Settings) -> tuple[SpanExporter, Transport]:
+def respan_exporter(settings: Settings) -> tuple[SpanExporter, Transport]:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -79,7 +79,7 @@ def _respan(settings: Settings) -> tuple[SpanExporter, Transport]:
     return exporter, HttpTransport(session, settings.traces_url, "RESPAN_API_KEY")
 
 
-def _otlp_http() -> tuple[SpanExporter, Transport]:
+def otlp_http_exporter() -> tuple[SpanExporter, Transport]:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     from respan_auto.export.transport import HandoffSession, HttpTransport
@@ -90,7 +90,7 @@ def _otlp_http() -> tuple[SpanExporter, Transport]:
     return exporter, HttpTransport(session, target, "OTEL_EXPORTER_OTLP_HEADERS")
 
 
-def _otlp_grpc(environ: Mapping[str, str]) -> tuple[SpanExporter, Transport] | None:
+def otlp_grpc_exporter(environ: Mapping[str, str]) -> tuple[SpanExporter, Transport] | None:
     try:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     except ImportError:
@@ -181,10 +181,10 @@ def build(settings: Settings, environ: Mapping[str, str], redactor: Redactor | N
     cleaner = Cleaner(redactor)
     built: list[Destination] = []
     if settings.api_key:
-        exporter, transport = _respan(settings)
+        exporter, transport = respan_exporter(settings)
         built.append(_stack(settings.traces_url, "respan", exporter, transport, settings, cleaner))
     if otlp_endpoint_configured(environ):
-        made = _otlp_grpc(environ) if otlp_protocol(environ) == "grpc" else _otlp_http()
+        made = otlp_grpc_exporter(environ) if otlp_protocol(environ) == "grpc" else otlp_http_exporter()
         if made is not None:
             exporter, transport = made
             built.append(_stack(transport.target, "otlp", exporter, transport, settings, cleaner))
@@ -197,6 +197,8 @@ def build(settings: Settings, environ: Mapping[str, str], redactor: Redactor | N
     if not built and not (settings.api_key or otlp_endpoint_configured(environ)):
         from respan_auto.export.local_store import LocalStoreExporter
 
-        exporter = LocalStoreExporter(settings.local_store)
+        exporter = LocalStoreExporter(
+            settings.local_store, max_bytes=settings.local_max_bytes, max_age=settings.local_max_age
+        )
         built.append(_stack(f"the local store {settings.local_store}", "local", exporter, None, settings, cleaner))
     return built
