@@ -41,6 +41,8 @@ JOINED_FRAMEWORKS = ["logfire>=5.4", "pydantic-ai-slim[mistral]>=2.68"]
 # Process-level tests that do not depend on the SDK generation (servers, signals, distros, receivers): they run in
 # the sessions of the oldest generation (on the lowest bounds) and the newest, which keeps CI well within its time.
 GENERATION_FREE = ["tests/test_process_end.py", "tests/test_distro.py", "tests/test_receivers.py"]
+# The web view's tests drive a real Chromium and read only the store: once, in the newest generation's session.
+BROWSER = ["tests/test_ui.py"]
 
 # mistralai pin -> (Python it runs on, extra pins). With the lowest session, the spread also covers Python 3.10-3.13
 # and wrapt 1.x.
@@ -84,7 +86,7 @@ def tests(session: nox.Session, sdk: str) -> None:
     # the load tests take a minute: once, on the newest generation, is enough for CI
     env = {"RESPAN_LOAD_TESTS": "1"} if sdk == LOAD_TESTED else {}
     middle = sdk != max(GENERATIONS)
-    skip = [f"--ignore={path}" for path in GENERATION_FREE] if middle and not session.posargs else []
+    skip = [f"--ignore={path}" for path in GENERATION_FREE + BROWSER] if middle and not session.posargs else []
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *skip, *session.posargs, env=env)
 
 
@@ -116,7 +118,8 @@ def lowest(session: nox.Session) -> None:
     constraints.write_text("\n".join(pins) + "\n")
     session.log("lower bounds: " + ", ".join(pins))
     session.install("-c", str(constraints), "-e", f".[test,{','.join(LOWEST_EXTRAS)}]", LOWEST_MISTRAL)
-    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    skip = [] if session.posargs else [f"--ignore={path}" for path in BROWSER]
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *skip, *session.posargs)
 
 
 @nox.session(python=_interpreter("3.12"), venv_backend="venv")

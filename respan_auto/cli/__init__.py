@@ -1,4 +1,5 @@
-"""``respan-instrument``: run a program traced, or show the local traces, or send the spool.
+"""``respan-instrument``: run a program traced; or show the local traces (``traces``, ``ui``), check the set-up
+(``doctor``) or send the spool (``flush``).
 
 Output to a closed pipe (``respan-instrument traces | head -1``) ends the command quietly with
 status 0, as Unix tools do, whichever subcommand was writing.
@@ -15,6 +16,14 @@ def _run(args: list[str]) -> int:
         from respan_auto.cli.traces import main as traces_main
 
         return traces_main(args[1:])
+    if args and args[0] == "ui":
+        from respan_auto.ui.command import main as ui_main
+
+        return ui_main(args[1:])
+    if args and args[0] == "doctor":
+        from respan_auto.cli.doctor import main as doctor_main
+
+        return doctor_main(args[1:])
     if args and args[0] == "flush":
         from respan_auto.cli.flush import main as flush_main
 

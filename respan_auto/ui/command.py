@@ -1,0 +1,87 @@
+"""``respan-instrument ui``: serve the local trace store as a web page, on 127.0.0.1 unless told otherwise.
+
+The one line printed is the address with its access token, flushed at once so that a script (or a test) can read
+it while the server runs. Ctrl-C and SIGTERM end the server quietly, with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+import threading
+import webbrowser
+from types import FrameType
+from typing import NoReturn
+
+from respan_auto import cost
+from respan_auto.config import Settings
+from respan_auto.export.local_store import import_earlier
+from respan_auto.ui.server import ViewServer
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line naming the option, as the user wrote it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+class _TerminatedError(Exception):
+    """SIGTERM, raised in the main thread so that the server loop ends as it does for Ctrl-C."""
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535 (0: any free port), got {value!r}")
+    return port
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="respan-instrument ui",
+        description="Browse the local trace store in a web page: traces, their spans and messages, costs, latency.",
+        epilog="The printed address carries an access token; the page and its JSON API (/api/...) need it.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=0, metavar="N", help="port (default: a free one)")
+    parser.add_argument("--open", action="store_true", help="open the page in a browser")
+    parser.add_argument("--store", help="the store file (default: RESPAN_LOCAL_STORE or the per-user store)")
+    return parser
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _TerminatedError
+
+
+def main(argv: list[str]) -> int:
+    options = _parser().parse_args(argv)
+    store = options.store or Settings.load().local_store
+    import_earlier(store)
+    try:
+        server = ViewServer(options.host, options.port, store, secrets.token_urlsafe(32))
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        print(f"respan-instrument ui: cannot listen on {options.host}:{options.port}: {reason}", file=sys.stderr)
+        return 1
+    url = f"{server.url}?token={server.token}"
+    print(url, flush=True)
+    if not cost.available():
+        print(cost.MISSING_LINE, file=sys.stderr, flush=True)
+    if options.open:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, _TerminatedError):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+    return 0
