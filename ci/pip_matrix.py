@@ -47,6 +47,12 @@ respan = Respan()
 task(name="pip_matrix")(lambda: None)()
 raise SystemExit(0 if respan.flush(10) else 3)
 """
+# what the store holds, read back through the installed package
+STORED = """
+import sys
+from respan_auto.export.local_store import read_records
+print(sorted(r["name"] for r in read_records(sys.argv[1])))
+"""
 
 
 @dataclass
@@ -144,13 +150,13 @@ def check(case: Case, wheel: Path, work: Path) -> Case:
     if helped.returncode != 0 or "respan-instrument" not in helped.stdout:
         case.failures.append(f"respan-instrument --help: exit {helped.returncode}: {helped.stderr.strip()[-300:]}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESPAN_", "OTEL_", "PYTHON"))}
-    env.update(RESPAN_ANNOUNCED="1", RESPAN_LOCAL_STORE=str(work / f"{case.name}.jsonl"))
+    env.update(RESPAN_ANNOUNCED="1", RESPAN_LOCAL_STORE=str(work / f"{case.name}.db"))
     launched = run([launcher, python, "-c", LAUNCHED], env=env, timeout=120)
     if launched.returncode != 0 or not launched.stdout.strip().startswith("respan_auto"):
         case.failures.append(f"respan-instrument set up no tracing: {launched.stdout.strip()} {launched.stderr[-300:]}")
     traced = run([python, "-c", TRACED], env=env, timeout=120)
-    store = Path(env["RESPAN_LOCAL_STORE"])
-    if traced.returncode != 0 or not store.exists() or "pip_matrix.task" not in store.read_text():
+    stored = run([python, "-c", STORED, env["RESPAN_LOCAL_STORE"]], env=env, timeout=120)
+    if traced.returncode != 0 or "pip_matrix.task" not in stored.stdout:
         case.failures.append(f"a traced call was not exported (exit {traced.returncode}): {traced.stderr[-300:]}")
     return case
 

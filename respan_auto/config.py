@@ -139,9 +139,10 @@ def read_seconds(raw: str) -> float:
 def read_age(raw: str) -> int:
     """An age in whole seconds: a number of seconds, or one with a unit such as ``90m``, ``12h``, ``7d``, ``4w``."""
     match = _AGE.fullmatch(raw.strip().lower())
-    value = round(float(match[1]) * _AGE_UNITS[match[2]]) if match else 0
+    seconds = float(match[1]) * _AGE_UNITS[match[2]] if match else 0.0
+    value = round(seconds) if seconds <= MAX_AGE_SECONDS else 0  # "1e400" days would overflow round()
     if not 1 <= value <= MAX_AGE_SECONDS:
-        raise InvalidValueError("expected an age of at least a second: seconds, or a number with s, m, h, d or w (7d)")
+        raise InvalidValueError("expected an age from a second to a century: seconds, or a number with s, m, h, d, w")
     return value
 
 

@@ -66,8 +66,18 @@ def span_model(attributes: Mapping[str, Any]) -> str | None:
     return model if isinstance(model, str) else None
 
 
+# operations that call a model (tool and agent spans, which other instrumentors also mark, are not model calls)
+MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+
+
 def is_llm_call(attributes: Mapping[str, Any]) -> bool:
+    """A span that reported usage: the ones a price applies to."""
     return sc.GEN_AI_USAGE_INPUT_TOKENS in attributes or sc.GEN_AI_USAGE_OUTPUT_TOKENS in attributes
+
+
+def is_model_call(attributes: Mapping[str, Any]) -> bool:
+    """A model call, failed ones (no usage) included: what the views count as LLM calls."""
+    return is_llm_call(attributes) or attributes.get(sc.GEN_AI_OPERATION_NAME) in MODEL_OPERATIONS
 
 
 def span_cost(record: Mapping[str, Any]) -> float | None:

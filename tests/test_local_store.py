@@ -246,6 +246,20 @@ def stored_starts(path: Path) -> list[int]:
     return sorted(t["start"] for t in list_traces(str(path), TraceQuery(limit=10**6)))
 
 
+def test_paging_by_start_and_id_loses_no_trace_that_shares_a_start(tmp_path):
+    """Imported records and coarse clocks give traces equal starts: a page must not skip the rest of them."""
+    store = tmp_path / "traces.db"
+    now = time.time_ns()
+    spans_at(store, [now] * 5 + [now + 1000])
+    seen: list[str] = []
+    query = TraceQuery(limit=2)
+    while page := list_traces(str(store), query):
+        seen += [t["trace_id"] for t in page]
+        query = TraceQuery(limit=2, before_ns=page[-1]["start"], before_trace_id=page[-1]["trace_id"])
+    assert len(seen) == len(set(seen)) == 6
+    assert seen == [t["trace_id"] for t in list_traces(str(store), TraceQuery(limit=10))]
+
+
 def test_retention_by_age_drops_whole_old_traces_at_most_every_so_often(tmp_path, monkeypatch):
     store = tmp_path / "traces.db"
     now = time.time_ns()

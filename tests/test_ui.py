@@ -11,10 +11,13 @@ import os
 import re
 import select
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,6 +271,28 @@ def test_a_bad_option_is_one_line_naming_it(store):
         assert result.returncode == 2 and result.stdout == ""
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and flag in lines[0] and lines[0].startswith("respan-instrument ui: "), result.stderr
+
+
+def test_open_hands_the_browser_a_private_file_never_the_token(store, tmp_path):
+    """A browser's command line is readable by every local user: it gets a 0600 file that redirects, as Jupyter's."""
+    seen = tmp_path / "browser-saw.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {seen}\n')
+    browser.chmod(0o700)
+    args = [LAUNCHER, "ui", "--store", store["path"], "--port", "0", "--open"]
+    view = View(args, {**store["env"], "BROWSER": str(browser)})
+    try:
+        deadline = time.monotonic() + 20
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        argument = seen.read_text()
+        assert view.token not in argument and argument.startswith("file://")
+        page = Path(urllib.parse.urlsplit(argument).path)
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600 and stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+        assert f'content="0;url={view.url}"' in page.read_text()
+    finally:
+        assert view.stop()[0] == 0
+    assert not page.exists()  # removed when the view ends
 
 
 def test_without_the_price_table_the_view_says_so_once_and_costs_are_unknown(store):

@@ -19,7 +19,8 @@ Schema (``user_version`` 1):
 - ``traces``: a summary row per trace kept by a trigger on every inserted span (start = min, end = max, the root
   span's name and app, span and LLM call counts, token sums, error, customer), so listing reads 20,000 rows rather
   than 100,000 spans.
-- ``store``: one row counting the spans ever added, the change marker a live view polls.
+- ``store``: one row counting changes (each span added, each retention pass that removed traces): the change marker
+  a live view polls.
 
 Retention is applied by writers, at most every ``RETENTION_EVERY`` seconds per process: whole traces that started
 before the maximum age go, then the oldest traces until the live size (pages in use) is under the bound; the freed
@@ -61,7 +62,7 @@ WRITE_ATTEMPTS = 3
 RETENTION_EVERY = 60.0  # seconds between a process's retention passes (the first export makes one)
 CUSTOMER = "respan.customer_params.customer_identifier"
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the primary codes, under the extended ones (517: BUSY_SNAPSHOT)
 _BINARY = getattr(os, "O_BINARY", 0)
 _T = TypeVar("_T")
 
@@ -201,7 +202,7 @@ def _row(record: dict[str, Any]) -> tuple[Any, ...]:
         _whole(attributes.get(cost.CACHE_READ_TOKENS)),
         _text(attributes.get(CUSTOMER)),
         int(status == "ERROR" or sc.ERROR_TYPE in attributes),
-        int(cost.is_llm_call(attributes) or sc.GEN_AI_OPERATION_NAME in attributes),  # a failed call has no usage
+        int(cost.is_model_call(attributes)),
         _number(attributes.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)),
         _json(attributes),
         _json(events if isinstance(events, list) else []),
@@ -321,7 +322,7 @@ def _json_lines_records(data: bytes) -> Iterator[dict[str, Any]]:
 
 def _is_busy(error: sqlite3.Error) -> bool:
     code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
-    return code in _BUSY_CODES if code is not None else "locked" in str(error) or "busy" in str(error)
+    return (code & 0xFF) in _BUSY_CODES if code is not None else "locked" in str(error) or "busy" in str(error)
 
 
 @contextmanager
@@ -475,6 +476,7 @@ def _drop_traces(connection: sqlite3.Connection, chosen: str, parameters: tuple[
 def apply_retention(connection: sqlite3.Connection, max_bytes: int, max_age: float) -> None:
     """Traces that started more than ``max_age`` seconds ago go, then the oldest until under ``max_bytes``."""
     cutoff = time.time_ns() - int(max_age * 1e9)
+    before = connection.total_changes
     with _transaction(connection):
         _drop_traces(connection, "SELECT trace_id FROM traces WHERE start < ?", (cutoff,))
         while (live := live_bytes(connection)) > max_bytes:
@@ -483,7 +485,11 @@ def apply_retention(connection: sqlite3.Connection, max_bytes: int, max_age: flo
                 break
             oldest = max(1, math.ceil(count * (live - max_bytes) / live))
             _drop_traces(connection, "SELECT trace_id FROM traces ORDER BY start, trace_id LIMIT ?", (oldest,))
+        if connection.total_changes != before:
+            connection.execute("UPDATE store SET added = added + 1")  # a live view drops what went, too
     connection.execute("PRAGMA incremental_vacuum").fetchall()  # a page a step: every step, to free them all
+    # the file shrinks when the WAL is written back; passive: never waits for readers (the next pass finishes it)
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 # ---- the exporter --------------------------------------------------------------------------------------------------
@@ -520,9 +526,9 @@ class _Writer:
             self.retained_at = time.monotonic()
             try:
                 apply_retention(self.connection, max_bytes, max_age)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:  # the spans are stored: a busy store is trimmed by the next pass
                 if not _is_busy(exc):
-                    raise  # a busy store is trimmed by the next pass, here or in another writer
+                    report_once("local store retention", exc)
 
     def close(self) -> None:
         connection, self.connection = self.connection, None
@@ -688,6 +694,7 @@ class TraceQuery:
 
     limit: int = 50
     before_ns: int | None = None
+    before_trace_id: str | None = None  # with before_ns: also the traces of that start with a lower id (paging)
     since_ns: int | None = None
     until_ns: int | None = None
     app: str | None = None
@@ -713,7 +720,10 @@ def _where(query: TraceQuery) -> tuple[str, list[Any]]:
         conditions.append(condition)
         parameters.extend(values)
 
-    if query.before_ns is not None:
+    if query.before_ns is not None and query.before_trace_id is not None:  # the list's order: start, then id
+        start, trace_id = query.before_ns, query.before_trace_id
+        add("(t.start < ? OR (t.start = ? AND t.trace_id < ?))", start, start, trace_id)
+    elif query.before_ns is not None:
         add("t.start < ?", query.before_ns)
     if query.since_ns is not None:
         add("t.start >= ?", query.since_ns)
@@ -785,7 +795,8 @@ def list_traces(path: str, query: TraceQuery) -> list[dict[str, Any]]:
         condition, ids = _in_traces(list(by_id))
         calls = connection.execute(
             f"SELECT trace_id, model, input_tokens, output_tokens, cached_tokens, start FROM spans "
-            f"WHERE llm AND {condition} ORDER BY start, rowid",
+            f"WHERE llm AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL) AND {condition} "
+            "ORDER BY start, rowid",  # what can be priced: calls that reported usage
             (ids,),
         )
         for trace_id, model, input_tokens, output_tokens, cached_tokens, start in calls:
@@ -879,5 +890,5 @@ def facets(path: str) -> dict[str, list[str]]:
 
 
 def change_marker(path: str) -> int:
-    """A number that grows whenever spans are added (the count ever added), for a view that refreshes live."""
+    """A number that grows whenever spans are added or retention removes some, for a view that refreshes live."""
     return _query(path, lambda connection: int(connection.execute("SELECT added FROM store").fetchone()[0]), 0)

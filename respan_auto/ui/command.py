@@ -7,9 +7,14 @@ it while the server runs. Ctrl-C and SIGTERM end the server quietly, with status
 from __future__ import annotations
 
 import argparse
+import html
+import os
+import pathlib
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import webbrowser
 from types import FrameType
@@ -74,8 +79,7 @@ def main(argv: list[str]) -> int:
     print(url, flush=True)
     if not cost.available():
         print(cost.MISSING_LINE, file=sys.stderr, flush=True)
-    if options.open:
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    launcher = _launch_page(url) if options.open else None
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
@@ -84,4 +88,18 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
+        if launcher is not None:
+            shutil.rmtree(launcher, ignore_errors=True)
     return 0
+
+
+def _launch_page(url: str) -> str:
+    """Open the view through a private file that redirects to it, as Jupyter does: a browser started with the URL
+    itself would show the token to every local user in its command line."""
+    folder = tempfile.mkdtemp(prefix="respan-ui-")  # 0700
+    page = os.path.join(folder, "open.html")
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">\n')
+    threading.Thread(target=webbrowser.open, args=(pathlib.Path(page).as_uri(),), daemon=True).start()
+    return folder

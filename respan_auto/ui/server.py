@@ -11,9 +11,11 @@ named ``_ms``):
 
 ``/api/traces?app=&model=&customer=&errors=1&q=&since=&until=&before=&limit=``
     The newest traces matching every filter given (``q``: case-insensitive text in any attribute, i.e. prompts
-    and completions; ``before``: older than this start, for paging; ``limit``: 1 to 500, default 50):
+    and completions; ``before``: older than this start, or than ``next_before``'s ``start.trace_id``, for paging;
+    ``limit``: 1 to 500, default 50):
     ``{"traces": [{trace_id, start, end, duration_ns, app, root_name, span_count, llm_calls, input_tokens,
-    output_tokens, error, customer, models, cost, cost_text, unpriced_calls}], "next_before": start | null}``.
+    output_tokens, error, customer, models, cost, cost_text, unpriced_calls}], "next_before": "start.trace_id" |
+    null}``.
 ``/api/traces/<trace_id>``
     One trace (404 when there is none): ``{trace_id, start, end, duration_ns, app, root_name, error, cost,
     cost_text, unpriced_calls, spans: [...]}``, its spans in tree order with ``depth``, each with its messages
@@ -92,11 +94,19 @@ def _limit(params: dict[str, str]) -> int:
     return limit
 
 
+def _before(params: dict[str, str]) -> dict[str, Any]:
+    """``before``: a start (ns), or ``start.trace_id`` as ``next_before`` gives it, so equal starts page right."""
+    start, _, trace_id = params.get("before", "").partition(".")
+    if trace_id and not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+        raise BadRequestError(f"before: expected a start in ns, or start.trace_id, got {params['before']!r}")
+    return {"before_ns": _nanoseconds({"before": start}, "before"), "before_trace_id": trace_id or None}
+
+
 def trace_query(params: dict[str, str]) -> local_store.TraceQuery:
     """The list's filters from the query string; empty values mean "not filtered"."""
     return local_store.TraceQuery(
         limit=_limit(params),
-        before_ns=_nanoseconds(params, "before"),
+        **_before(params),
         since_ns=_nanoseconds(params, "since"),
         until_ns=_nanoseconds(params, "until"),
         app=params.get("app") or None,
@@ -117,7 +127,8 @@ class Api:
         query = trace_query(params)
         rows = [views.trace_row(t) for t in local_store.list_traces(self.path, query)]
         full = len(rows) == query.limit
-        return {"traces": rows, "next_before": rows[-1]["start"] if full and rows else None}
+        last = rows[-1] if full and rows else None
+        return {"traces": rows, "next_before": f"{last['start']}.{last['trace_id']}" if last else None}
 
     def trace(self, trace_id: str) -> Any:
         records = local_store.trace_records(self.path, trace_id.lower())

@@ -137,7 +137,14 @@
   function parseHash() {
     const hash = location.hash.replace(/^#/, "") || "/";
     const [path, query] = hash.split("?");
-    return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(query || "") };
+    const decode = (part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch (error) {
+        return part; // a malformed escape in a hand-made link: shown as written, not a blank page
+      }
+    };
+    return { parts: path.split("/").filter(Boolean).map(decode), params: new URLSearchParams(query || "") };
   }
 
   function route() {
