@@ -289,6 +289,7 @@ def test_retention_by_size_through_the_launcher_keeps_the_newest_traces(tmp_path
     connection = sqlite3.connect(store)
     try:
         assert local_store.live_bytes(connection) <= bound + 20_000  # the bound, and the trace written after it
+        assert connection.execute("PRAGMA freelist_count").fetchone()[0] == 0  # every freed page vacuumed away
     finally:
         connection.close()
     assert store.stat().st_size < 400_000  # freed pages were given back (600 spans took about 1.5 MB)

@@ -473,6 +473,21 @@ def _drop_traces(connection: sqlite3.Connection, chosen: str, parameters: tuple[
     connection.execute(f"DELETE FROM traces WHERE trace_id IN ({chosen})", parameters)
 
 
+def _vacuum(connection: sqlite3.Connection) -> None:
+    """Give the free pages back to the file.
+
+    The pragma frees one page a step, and Python before 3.12 takes only the first step of a statement that returns
+    no columns: so it runs again while that still frees pages.
+    """
+    free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+    while free:
+        connection.execute("PRAGMA incremental_vacuum").fetchall()
+        left = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        if left >= free:  # not an incrementally vacuumed file
+            return
+        free = left
+
+
 def apply_retention(connection: sqlite3.Connection, max_bytes: int, max_age: float) -> None:
     """Traces that started more than ``max_age`` seconds ago go, then the oldest until under ``max_bytes``."""
     cutoff = time.time_ns() - int(max_age * 1e9)
@@ -487,7 +502,7 @@ def apply_retention(connection: sqlite3.Connection, max_bytes: int, max_age: flo
             _drop_traces(connection, "SELECT trace_id FROM traces ORDER BY start, trace_id LIMIT ?", (oldest,))
         if connection.total_changes != before:
             connection.execute("UPDATE store SET added = added + 1")  # a live view drops what went, too
-    connection.execute("PRAGMA incremental_vacuum").fetchall()  # a page a step: every step, to free them all
+        _vacuum(connection)  # in the same transaction: the WAL takes each freed page once
     # the file shrinks when the WAL is written back; passive: never waits for readers (the next pass finishes it)
     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
