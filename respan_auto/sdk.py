@@ -23,10 +23,17 @@ _pipeline: Pipeline | None = None
 def _announce(pipeline: Pipeline) -> None:
     if pipeline.settings.export_target == "local" and not os.environ.get("RESPAN_ANNOUNCED"):
         os.environ["RESPAN_ANNOUNCED"] = "1"  # children of this process stay quiet
+        from respan_auto.export import local_store  # the local destination has imported it
+
+        path = pipeline.settings.local_store
+        problem = local_store.store_problem(path)
+        if problem is not None:
+            local_store.say_not_a_store(f"{path} {problem}")
+            return
         logger.warning(
             "respan_auto: no RESPAN_API_KEY or OTLP endpoint set: traces are kept in %s "
             "(view them with `respan-instrument traces`)",
-            pipeline.settings.local_store,
+            path,
         )
 
 

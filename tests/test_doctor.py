@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from respan_auto.export.local_store import open_writer
 from respan_auto.testing.otlp_receiver import OtlpReceiver
 
 LAUNCHER = str(Path(sys.executable).parent / "respan-instrument")
@@ -110,12 +111,25 @@ def test_no_key_keeps_spans_local_with_a_note_and_a_writable_store(tmp_path):
 
 def test_an_existing_store_is_reported_with_its_size(tmp_path):
     store = tmp_path / "mine.db"
-    store.write_bytes(b"x" * 2048)
+    open_writer(str(store)).close()
+    size = sum(p.stat().st_size for p in tmp_path.glob("mine.db*"))
     result = doctor(["--local-store", str(store), "--offline"], clean_env(tmp_path))
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
     assert f"  ok       RESPAN_LOCAL_STORE = {store} (flag --local-store)" in lines
-    assert f"  ok       the local store {store} is writable and holds 2.0 KiB" in lines
+    assert f"  ok       the local store {store} is writable and holds {size / 1024:.1f} KiB" in lines
+
+
+def test_a_store_path_holding_another_file_is_a_problem_and_stays_as_it_was(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not traces\n")
+    result = doctor(["--offline"], {**clean_env(tmp_path), "RESPAN_LOCAL_STORE": str(notes)})
+    assert result.returncode == 1, result.stdout
+    assert problems(result) == [
+        f"problem: the local store {notes} is not a respan-auto trace store (spans are not kept there): "
+        "check RESPAN_LOCAL_STORE"
+    ]
+    assert notes.read_text() == "not traces\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def _fake_mistral_instrumentor(site: Path) -> None:

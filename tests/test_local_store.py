@@ -33,6 +33,7 @@ from respan_auto.export.local_store import (
     llm_calls,
     read_records,
     select_traces,
+    store_problem,
     trace_records,
 )
 from tests.conftest import REPO
@@ -527,6 +528,108 @@ def test_an_unwritable_store_is_one_line_naming_the_variable(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "RESPAN_LOCAL_STORE" in lines[0] and str(blocker) in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def foreign_files(folder: Path) -> dict[str, Path]:
+    """Files a mistyped RESPAN_LOCAL_STORE could name: none may be imported, replaced, given tables or loosened."""
+    folder.mkdir()
+    text = folder / "notes.txt"
+    text.write_text("my notes\n{not json}\n")
+    jsonl = folder / "events.jsonl"
+    jsonl.write_text('{"event": "signup", "user": 1}\n')
+    database = folder / "app.db"
+    connection = sqlite3.connect(database)
+    connection.execute("CREATE TABLE users (name TEXT)")
+    connection.execute("INSERT INTO users VALUES ('ada')")
+    connection.commit()
+    connection.close()
+    for path in (text, jsonl, database):
+        path.chmod(0o644)
+    return {"text": text, "json lines": jsonl, "sqlite": database, "directory": folder}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes | None, int]]:
+    return {p.name: (None if p.is_dir() else p.read_bytes(), mode(p)) for p in sorted(folder.rglob("*"))}
+
+
+FOREIGN_PROBLEMS = {
+    "text": "is not a respan-auto trace store",
+    "json lines": "is not a respan-auto trace store",
+    "sqlite": "is another program's SQLite database",
+    "directory": "is a directory",
+}
+
+
+@pytest.mark.parametrize("kind", list(FOREIGN_PROBLEMS))
+def test_a_store_path_that_holds_another_file_is_left_as_it_is(tmp_path, kind):
+    """The traced app runs on; the user hears once, naming the variable; the file, its mode and folder are unchanged."""
+    from tests.test_reliability import run_app
+
+    files = foreign_files(tmp_path / "mine")
+    before = snapshot(tmp_path / "mine")
+    code = """
+        from respan_auto import Respan
+        from opentelemetry import trace
+        Respan()
+        for i in range(3):
+            trace.get_tracer("app").start_span(f"s{i}").end()
+        print("done", flush=True)
+    """
+    result, _ = run_app(code, {"RESPAN_LOCAL_STORE": str(files[kind])})
+    assert result.returncode == 0 and result.stdout.strip() == "done"
+    said = [line for line in result.stderr.splitlines() if "no instrumentor is active" not in line]
+    assert len(said) == 1, result.stderr
+    assert FOREIGN_PROBLEMS[kind] in said[0] and str(files[kind]) in said[0] and "RESPAN_LOCAL_STORE" in said[0]
+    assert snapshot(tmp_path / "mine") == before
+    assert store_problem(str(files[kind])) == FOREIGN_PROBLEMS[kind]
+
+
+@pytest.mark.parametrize("command", ["traces", "ui"])
+@pytest.mark.parametrize("kind", list(FOREIGN_PROBLEMS))
+def test_the_viewers_refuse_another_file_in_one_line_naming_where_the_path_came_from(tmp_path, command, kind):
+    files = foreign_files(tmp_path / "mine")
+    before = snapshot(tmp_path / "mine")
+    env = launch_env(files[kind])
+    named = subprocess.run([LAUNCHER, command], capture_output=True, text=True, env=env, timeout=60)
+    given = subprocess.run(
+        [LAUNCHER, command, "--store", str(files[kind])],
+        capture_output=True,
+        text=True,
+        env=launch_env(None),
+        timeout=60,
+    )
+    for result, origin in ((named, "RESPAN_LOCAL_STORE"), (given, "--store")):
+        assert result.returncode == 1 and result.stdout == ""
+        assert (
+            result.stderr == f"respan-instrument {command}: {origin} {files[kind]} {FOREIGN_PROBLEMS[kind]}; "
+            "it was left as it is\n"
+        )
+    assert snapshot(tmp_path / "mine") == before
+
+
+def test_only_our_records_beside_the_store_are_imported(tmp_path):
+    """A traces.jsonl of another program beside traces.db stays where it is, as it is."""
+    folder = tmp_path / "state" / "respan-auto"
+    folder.mkdir(parents=True)
+    theirs = folder / "traces.jsonl"
+    theirs.write_text('{"span": "not ours"}\n')
+    finish(start_writers(tmp_path, None, writers=1, traces=1, XDG_STATE_HOME=str(tmp_path / "state")))
+    assert theirs.read_text() == '{"span": "not ours"}\n'
+    assert len(written(folder / "traces.db")) == 2
+    assert not list(folder.glob("*.imported"))
+
+
+def test_a_store_a_writer_is_still_creating_is_not_mistaken_for_another_file(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    bare = tmp_path / "bare.db"
+    sqlite3.connect(bare).execute("PRAGMA journal_mode = WAL").fetchall()  # a header, no tables yet
+    ours = tmp_path / "traces.db"
+    spans_at(ours, [time.time_ns()])
+    legacy = tmp_path / "traces.jsonl"
+    legacy.write_bytes(lines([legacy_record(1, "old")]))
+    for path in (empty, bare, ours, legacy, tmp_path / "missing.db"):
+        assert store_problem(str(path)) is None, path
 
 
 def test_a_forked_worker_writes_through_a_connection_of_its_own(tmp_path):

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from respan_auto import cost
 from respan_auto.export import local_store
 from respan_auto.ui import views
+from respan_auto.ui.command import beyond_this_machine
 from tests.conftest import REPO
 from tests.ui_png import distinct_colours
 
@@ -271,6 +272,28 @@ def test_a_bad_option_is_one_line_naming_it(store):
         assert result.returncode == 2 and result.stdout == ""
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and flag in lines[0] and lines[0].startswith("respan-instrument ui: "), result.stderr
+
+
+def test_a_view_of_a_store_not_made_yet_says_so_and_creates_nothing(tmp_path):
+    missing = tmp_path / "later" / "traces.db"
+    view = View([LAUNCHER, "ui", "--store", str(missing), "--port", "0"])
+    try:
+        assert api(view, "/api/traces")["traces"] == []
+    finally:
+        status, out, err = view.stop()
+    assert status == 0 and out == ""
+    assert (
+        err.splitlines()[0]
+        == f"respan-instrument ui: no traces in {missing} yet; they appear here as traced programs run"
+    )
+    assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "beyond"), [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False), ("0.0.0.0", True), ("::", True)]
+)
+def test_an_address_beyond_loopback_is_flagged(address, beyond):
+    assert beyond_this_machine(address) is beyond
 
 
 def test_open_hands_the_browser_a_private_file_never_the_token(store, tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 from respan_auto import config
 from respan_auto.cli.doctor_report import Section, Setup, mask
 from respan_auto.export import destinations
+from respan_auto.export.local_store import store_problem
 from respan_auto.options import ENVIRONMENT
 
 KEY, BASE_URL, LOCAL_STORE = "RESPAN_API_KEY", "RESPAN_BASE_URL", "RESPAN_LOCAL_STORE"
@@ -291,24 +292,23 @@ def _local_store(section: Section, setup: Setup) -> None:
     """Writable (or creatable) without creating anything, and how much the store holds with its companions."""
     path = os.path.abspath(os.path.expanduser(setup.settings.local_store))
     fix = f"check {setup.written(LOCAL_STORE)}" if setup.source(LOCAL_STORE) != "default" else f"set {LOCAL_STORE}"
-    if os.path.isdir(path):
-        section.problem(f"the local store {path} is a directory, not a file: {fix}")
+    problem = store_problem(path)
+    if problem is not None:
+        section.facts["local_store"] = {"path": path, "exists": True, "writable": False, "problem": problem}
+        section.problem(f"the local store {path} {problem} (spans are not kept there): {fix}")
         return
     if os.path.exists(path):
         folder = os.path.dirname(path)
         name = os.path.basename(path)
         names = [n for n in os.listdir(folder) if n == name or n.startswith((name + ".", name + "-"))]
         size = sum(os.path.getsize(os.path.join(folder, n)) for n in names)
-        section.facts["local_store"] = {
-            "path": path,
-            "exists": True,
-            "writable": os.access(path, os.W_OK),
-            "bytes": size,
-        }
-        if os.access(path, os.W_OK):
+        # SQLite writes its -wal and -shm companions beside the file: the folder must be writable too
+        writable = os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+        section.facts["local_store"] = {"path": path, "exists": True, "writable": writable, "bytes": size}
+        if writable:
             section.ok(f"the local store {path} is writable and holds {_size(size)}")
         else:
-            section.problem(f"the local store {path} is not writable: {fix}")
+            section.problem(f"the local store {path} is not writable (or its folder is not): {fix}")
         return
     existing = os.path.dirname(path)
     while not os.path.exists(existing):

@@ -15,24 +15,17 @@ import sys
 import time
 from collections import defaultdict
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from respan_auto import cost
 from respan_auto import semconv as sc
-from respan_auto.config import Settings
-from respan_auto.export.local_store import Selection, import_earlier, select_traces
+from respan_auto.cli.store_option import STORE_HELP, OneLineParser, store_to_read
+from respan_auto.export.local_store import Selection, select_traces
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 _INDEXED = re.compile(r"gen_ai\.prompt\.(\d+)\.content")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Errors are one line naming the option, as the user wrote it."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def _since(value: str) -> int:
@@ -66,8 +59,8 @@ def _limit(value: str) -> int:
     return limit
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="respan-instrument traces",
         description="Show recent traces from the local store: the newest last.",
         epilog="--json writes one JSON object per line, one per trace: "
@@ -81,7 +74,7 @@ def _parser() -> _Parser:
         "--since", metavar="WHEN", help="only traces started since then: 10m, 2h, 1d ago, or an ISO timestamp"
     )
     parser.add_argument("--json", action="store_true", help="JSON lines, one trace per line, instead of trees")
-    parser.add_argument("--store", help="the store file (default: RESPAN_LOCAL_STORE or the per-user store)")
+    parser.add_argument("--store", help=STORE_HELP)
     return parser
 
 
@@ -266,8 +259,9 @@ def main(argv: list[str]) -> int:
         since_ns = None if options.since is None else _since(options.since)  # the value is kept as written
     except argparse.ArgumentTypeError as error:
         parser.error(f"argument --since: {error}")
-    path = options.store or Settings.load().local_store
-    import_earlier(path)
+    path = store_to_read(options.store, parser.prog)
+    if path is None:
+        return 1
     if not os.path.exists(path):
         message = f"No local traces yet ({path} does not exist). Run a program under respan-instrument first."
         print(message, file=sys.stderr if options.json else sys.stdout)

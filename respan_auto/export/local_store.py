@@ -62,6 +62,8 @@ WRITE_ATTEMPTS = 3
 RETENTION_EVERY = 60.0  # seconds between a process's retention passes (the first export makes one)
 CUSTOMER = "respan.customer_params.customer_identifier"
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_OUR_TABLES = {"spans", "traces", "store"}
+_FIRST_LINE_LIMIT = 1 << 24  # an earlier version's first record, however long its prompt
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the primary codes, under the extended ones (517: BUSY_SNAPSHOT)
 _BINARY = getattr(os, "O_BINARY", 0)
 _T = TypeVar("_T")
@@ -266,19 +268,82 @@ def _tighten_path(path: str) -> None:
             os.chmod(path, FILE_MODE)
 
 
-def _header(path: str) -> bytes | None:
-    """The first 16 bytes of a file, or None when there is no such file."""
+class NotAStoreError(Exception):
+    """The store's path holds something else, which is left as it is: never imported, replaced or given tables."""
+
+
+def say_not_a_store(description: str) -> None:
+    """The one line that says the store's path holds something else (``description``: the path and what it is)."""
+    warn_once(
+        "local-store-foreign",
+        "respan_auto: the local trace store %s, so it is left as it is and spans are not kept there. "
+        "Set RESPAN_LOCAL_STORE (or --local-store) to a new file's path",
+        description,
+    )
+
+
+def _first_line(path: str) -> bytes | None:
+    """The file's first line (up to ``_FIRST_LINE_LIMIT``), or None when there is no regular file at ``path``."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as file:
-            return file.read(16)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return file.readline(_FIRST_LINE_LIMIT)
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
+def _is_record(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and isinstance(record.get("trace_id"), str) and "span_id" in record
+
+
 def _is_json_lines(path: str) -> bool:
-    """A file of an earlier version's store: not empty and not SQLite."""
-    head = _header(path)
-    return bool(head) and head != _SQLITE_HEADER
+    """An earlier version's store: a file of JSON lines whose first is a span record."""
+    line = _first_line(path)
+    return line is not None and _is_record(line)
+
+
+def _tables(path: str) -> set[str] | None:
+    """The tables of the SQLite database at ``path``, or None when it is not one (a damaged file, say).
+
+    Read as immutable: no lock is taken and no ``-wal`` or ``-shm`` is made; a store whose tables are still only in
+    its WAL shows none, which is what a store being created looks like.
+    """
+    connection = sqlite3.connect(_read_only_uri(path, "immutable=1"), uri=True)
+    try:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            return None
+        raise
+    finally:
+        connection.close()
+
+
+def store_problem(path: str) -> str | None:
+    """Why ``path`` cannot hold the store, or None: it does, or an earlier version's, or nothing (yet)."""
+    if os.path.isdir(path):
+        return "is a directory"
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "is not a regular file"
+    line = _first_line(path)
+    if not line:
+        return None
+    if line.startswith(_SQLITE_HEADER):
+        try:
+            tables = _tables(path)
+        except sqlite3.Error:  # unreadable here, or busy: opening it says what is wrong
+            return None
+        if tables is None:
+            return "is not an SQLite database SQLite can read"
+        if tables and not _OUR_TABLES <= tables:
+            return "is another program's SQLite database"
+        return None
+    return None if _is_record(line) else "is not a respan-auto trace store"
 
 
 @contextmanager
@@ -376,7 +441,7 @@ def _import_in_place(path: str) -> None:
     The old content is kept as ``path.imported`` before the swap, and the swap is one rename, so the path is never
     missing for a process about to open it.
     """
-    sources = [*_rotated(path), path]
+    sources = [*filter(_is_json_lines, _rotated(path)), path]
     contents = []
     for name in sources:
         with open(name, "rb") as file:
@@ -409,7 +474,7 @@ def _import_beside(connection: sqlite3.Connection, legacy: str) -> None:
     Importing twice (a crash before the renames) stores nothing twice: spans are inserted or ignored.
     """
     with _flocked(legacy):
-        sources = [*_rotated(legacy), *([legacy] if os.path.isfile(legacy) else [])]
+        sources = [name for name in (*_rotated(legacy), legacy) if _is_json_lines(name)]
         rows: list[tuple[Any, ...]] = []
         for name in sources:
             with open(name, "rb") as file:
@@ -425,11 +490,15 @@ def _earlier_beside(path: str) -> str | None:
     """The ``traces.jsonl`` an earlier version left beside a store named ``traces.db``, if it is there."""
     directory, base = os.path.split(path)
     legacy = os.path.join(directory, LEGACY_NAME)
-    return legacy if base == STORE_NAME and (os.path.isfile(legacy) or _rotated(legacy)) else None
+    found = base == STORE_NAME and any(_is_json_lines(name) for name in (*_rotated(legacy), legacy))
+    return legacy if found else None
 
 
 def open_writer(path: str) -> sqlite3.Connection:
     """This process's connection to the store at ``path``, created private, an earlier version's store imported."""
+    problem = store_problem(path)
+    if problem is not None:
+        raise NotAStoreError(f"{path} {problem}")
     _create_private(path)  # 0600 in a 0700 directory, before SQLite creates it with its own mode
     if _is_json_lines(path):
         with _flocked(path):
@@ -452,7 +521,7 @@ def open_writer(path: str) -> sqlite3.Connection:
 
 def import_earlier(path: str) -> None:
     """An earlier version's store at or beside ``path``, imported now: for a viewer run before any traced program."""
-    if _is_json_lines(path) or _earlier_beside(path) is not None:
+    if store_problem(path) is None and (_is_json_lines(path) or _earlier_beside(path) is not None):
         try:
             open_writer(path).close()
         except (OSError, sqlite3.Error) as exc:  # a read-only store: the viewer shows what it can read
@@ -522,6 +591,7 @@ class _Writer:
         self.lock = threading.Lock()
         self.connection: sqlite3.Connection | None = None
         self.retained_at = -math.inf  # monotonic time of the last retention pass
+        self.refused = False  # the path holds something else
 
     def write(self, rows: list[tuple[Any, ...]], max_bytes: int, max_age: float) -> None:
         """Insert ``rows`` in one transaction, retried while other writers hold the store; retention when due."""
@@ -599,11 +669,16 @@ class LocalStoreExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         writer = self._writer
+        if writer.refused:
+            return SpanExportResult.FAILURE
         try:
             rows = [_row(span_record(s)) for s in spans]
             with writer.lock:
                 writer.write(rows, self.max_bytes, self.max_age)
             return SpanExportResult.SUCCESS
+        except NotAStoreError as exc:  # checked once: left alone from now on
+            writer.refused = True
+            say_not_a_store(str(exc))
         except _StoreBusyError:
             warn_once(
                 "local-store-busy",
@@ -641,14 +716,19 @@ def _reading(path: str) -> Iterator[sqlite3.Connection | None]:
     if not os.path.isfile(path):
         yield None
         return
-    uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    connection = sqlite3.connect(
+        _read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
     try:
         connection.create_function("folded", 1, _folded, deterministic=True)
         connection.execute("BEGIN")
         yield connection
     finally:
         connection.close()
+
+
+def _read_only_uri(path: str, how: str = "mode=ro") -> str:
+    return "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?" + how
 
 
 def _folded(text: Any) -> Any:

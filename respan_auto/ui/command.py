@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import ipaddress
 import os
 import pathlib
 import secrets
@@ -18,19 +19,10 @@ import tempfile
 import threading
 import webbrowser
 from types import FrameType
-from typing import NoReturn
 
 from respan_auto import cost
-from respan_auto.config import Settings
-from respan_auto.export.local_store import import_earlier
+from respan_auto.cli.store_option import STORE_HELP, OneLineParser, store_to_read
 from respan_auto.ui.server import ViewServer
-
-
-class _Parser(argparse.ArgumentParser):
-    """Errors are one line naming the option, as the user wrote it."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
 
 
 class _TerminatedError(Exception):
@@ -47,8 +39,8 @@ def _port(value: str) -> int:
     return port
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="respan-instrument ui",
         description="Browse the local trace store in a web page: traces, their spans and messages, costs, latency.",
         epilog="The printed address carries an access token; the page and its JSON API (/api/...) need it.",
@@ -57,8 +49,13 @@ def _parser() -> _Parser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=0, metavar="N", help="port (default: a free one)")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
-    parser.add_argument("--store", help="the store file (default: RESPAN_LOCAL_STORE or the per-user store)")
+    parser.add_argument("--store", help=STORE_HELP)
     return parser
+
+
+def beyond_this_machine(address: str) -> bool:
+    """Whether a view bound to ``address`` can be reached from other machines."""
+    return not ipaddress.ip_address(address).is_loopback
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -66,9 +63,11 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    options = _parser().parse_args(argv)
-    store = options.store or Settings.load().local_store
-    import_earlier(store)
+    parser = _parser()
+    options = parser.parse_args(argv)
+    store = store_to_read(options.store, parser.prog)
+    if store is None:
+        return 1
     try:
         server = ViewServer(options.host, options.port, store, secrets.token_urlsafe(32))
     except OSError as error:
@@ -77,6 +76,15 @@ def main(argv: list[str]) -> int:
         return 1
     url = f"{server.url}?token={server.token}"
     print(url, flush=True)
+    if not os.path.exists(store):
+        print(f"{parser.prog}: no traces in {store} yet; they appear here as traced programs run", file=sys.stderr)
+    if beyond_this_machine(str(server.server_address[0])):
+        print(
+            f"{parser.prog}: listening on {options.host}, beyond this machine: whoever has the address with its token "
+            "can read the prompts",
+            file=sys.stderr,
+            flush=True,
+        )
     if not cost.available():
         print(cost.MISSING_LINE, file=sys.stderr, flush=True)
     launcher = _launch_page(url) if options.open else None
