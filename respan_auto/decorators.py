@@ -29,6 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from respan_auto import content
+from respan_auto import semconv as sc
 from respan_auto._guard import report_once
 from respan_auto.context import ENTITY_KEY, Entity, capture_content, child_entity, entity_attributes
 from respan_auto.version import __version__
@@ -118,6 +119,7 @@ class _Scope:
         try:
             if error is not None:
                 content.record_exception(self.span, error, self.capture)
+                self.span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)  # as a failed model call has it
                 self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             elif has_output and self.capture:
                 self.span.set_attribute("traceloop.entity.output", serialize(output))

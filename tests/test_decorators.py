@@ -210,6 +210,7 @@ def test_errors_are_recorded_and_reraised_unchanged(spans):
     assert raised.value is error
     (span,) = spans.finished()
     assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "LookupError"  # the viewers name the failure, as for a model call
     assert [e.name for e in span.events] == ["exception"]
 
 

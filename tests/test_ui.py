@@ -217,6 +217,13 @@ def test_the_token_in_the_address_becomes_a_strict_cookie_and_leaves_the_address
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
 
 
+def test_the_api_answers_the_token_in_its_address_at_once_with_no_cookie(ui):
+    status, headers, body = get(ui.base + "api/facets?token=" + ui.token)
+    assert status == 200 and "Set-Cookie" not in headers
+    assert "acme-42" in json.loads(body)["customers"]
+    assert get(ui.base + "api/facets?token=" + "x" * 43)[0] == 403
+
+
 def test_another_host_name_is_refused_even_with_the_token(ui):
     """DNS rebinding: a page on evil.example rebound to 127.0.0.1 sends its own name as Host."""
     bearer = {"Authorization": f"Bearer {ui.token}"}
@@ -263,7 +270,9 @@ def test_the_overview_sums_up_latency_tokens_and_cost(ui):
     assert data["calls"] >= 3
     assert data["latency_ms"]["p50"] <= data["latency_ms"]["p90"] <= data["latency_ms"]["p99"]
     assert sum(b["calls"] for b in data["series"]) == data["calls"]
-    assert data["models"][0]["model"] == "mistral-small-2506" and data["models"][0]["cost"] > 0
+    [model] = data["models"]  # asked for by one name: the failed call counts there too, not as a model of its own
+    assert (model["model"], model["answered_by"]) == ("mistral-small-latest", ["mistral-small-2506"])
+    assert model["calls"] == data["calls"] and model["errors"] == data["errors"] == 1 and model["cost"] > 0
 
 
 def test_a_bad_option_is_one_line_naming_it(store):
@@ -453,6 +462,12 @@ def test_the_streamed_agent_shows_its_timeline_tool_call_and_stream_timing(page,
     assert page.locator(".msg.role-tool .tool-result pre").inner_text().startswith("{'city': 'Paris'")
     assert page.locator(".chunk-bar").count() == 6
     assert "/trace/" in page.url and page.url.rsplit("/", 1)[1] != ""  # the selection is in the address
+    # the decorated tool: what it was called with and what it returned
+    rows.nth(names.index("get_weather.tool")).click()
+    entity = page.locator("pre.entity")
+    expect(entity).to_have_count(2)
+    assert json.loads(entity.nth(0).inner_text()) == {"args": ["Paris", "celsius"], "kwargs": {}}
+    assert json.loads(entity.nth(1).inner_text()) == {"city": "Paris", "temperature": 21, "unit": "celsius"}
 
 
 def test_an_error_shows_its_type_and_http_status(page):
@@ -512,6 +527,21 @@ def test_the_overview_draws_its_charts(page, tmp_path):
     assert_not_blank(page.screenshot(path=str(tmp_path / "overview.png"), full_page=True))
 
 
+def test_a_narrow_window_scrolls_tables_in_place_and_never_the_page(browser, ui, tmp_path):
+    context = browser.new_context(viewport={"width": 700, "height": 900})
+    try:
+        narrow = context.new_page()
+        narrow.goto(ui.url)
+        narrow.wait_for_selector("tr.trace-row")
+        overflow = "document.documentElement.scrollWidth - window.innerWidth"
+        assert narrow.evaluate(overflow) <= 0
+        open_trace(narrow, "weather_agent.workflow")
+        assert narrow.evaluate(overflow) <= 0
+        assert_not_blank(narrow.screenshot(path=str(tmp_path / "narrow.png")))
+    finally:
+        context.close()
+
+
 # ---- the view model, without a server ------------------------------------------------------------------------
 
 
@@ -535,6 +565,56 @@ def test_span_view_reads_what_the_instrumentation_writes(store):
     assert answer["input"][3]["parts"][0]["type"] == "tool_result"
     assert ["temperature", "0.2"] in first["params"]
     assert trace["cost"] == pytest.approx(sum(cost.span_cost(r) or 0 for r in records))
+
+
+def test_a_failure_is_named_by_its_exception_and_events_keep_their_fields():
+    record = {
+        "status": "ERROR",
+        "start": 1000,
+        "attributes": {"traceloop.entity.input": '{"args": ["Paris"], "kwargs": {}}'},
+        "events": [
+            {
+                "name": "exception",
+                "time": 3000,
+                "attributes": {
+                    "exception.type": "KeyError",
+                    "exception.message": "'city'",
+                    "exception.stacktrace": "T",
+                },
+            }
+        ],
+    }
+    view = views.span_view(record)
+    assert view["error"] == {"type": "KeyError", "http_status": None, "status": "ERROR", "message": "'city'"}
+    assert view["events"] == [
+        {
+            "name": "exception",
+            "time": 3000,
+            "attributes": [
+                ["exception.type", "KeyError"],
+                ["exception.message", "'city'"],
+                ["exception.stacktrace", "T"],
+            ],
+        }
+    ]
+    assert json.loads(view["entity_input"]) == {"args": ["Paris"], "kwargs": {}} and "\n" in view["entity_input"]
+    assert view["entity_output"] is None
+    cut = views.span_view({"attributes": {"traceloop.entity.output": '{"cut": "sh'}})
+    assert cut["entity_output"] == '{"cut": "sh'  # not JSON any more: shown as it was kept
+
+
+def test_a_failed_call_counts_under_the_model_asked_for():
+    calls = [
+        {"start": 1, "duration_ns": 5, "model": "mistral-small-2506", "request_model": "mistral-small-latest"},
+        {"start": 2, "duration_ns": 7, "model": "mistral-small-latest", "request_model": "mistral-small-latest"},
+        {"start": 3, "duration_ns": 9, "model": "mistral-small-latest", "request_model": None, "error": True},
+        {"start": 4, "duration_ns": 3, "model": "open-mistral-nemo", "request_model": "open-mistral-nemo"},
+    ]
+    models = {m["model"]: m for m in views.overview(calls)["models"]}
+    assert sorted(models) == ["mistral-small-latest", "open-mistral-nemo"]
+    small = models["mistral-small-latest"]
+    assert (small["calls"], small["errors"], small["answered_by"]) == (3, 1, ["mistral-small-2506"])
+    assert models["open-mistral-nemo"]["answered_by"] == []
 
 
 def test_indexed_keys_stand_in_when_the_message_json_was_cut():
@@ -626,6 +706,8 @@ _keys = st.one_of(
             "error.type",
             "http.response.status_code",
             "respan.metadata.x",
+            "traceloop.entity.input",
+            "traceloop.entity.output",
         ]
     ),
     st.text(max_size=12),

@@ -948,7 +948,8 @@ def llm_calls(
     def work(connection: sqlite3.Connection) -> list[dict[str, Any]]:
         rows = connection.execute(
             'SELECT start, "end" - start, model, service, input_tokens, output_tokens, cached_tokens, error, '
-            "first_chunk FROM spans WHERE llm AND start >= ? AND start <= ? ORDER BY start DESC LIMIT ?",
+            f"first_chunk, json_extract(attributes, '$.\"{sc.GEN_AI_REQUEST_MODEL}\"') FROM spans "
+            "WHERE llm AND start >= ? AND start <= ? ORDER BY start DESC LIMIT ?",
             (since_ns if since_ns is not None else -(2**63), until_ns if until_ns is not None else 2**63 - 1, limit),
         )
         keys = ("start", "duration_ns", "model", "app", "input_tokens", "output_tokens", "cached_tokens", "error")
@@ -959,6 +960,7 @@ def llm_calls(
                 call[key] = call[key] or 0
             call["error"] = bool(call["error"])
             call["time_to_first_chunk"] = row[8]
+            call["request_model"] = row[9] if isinstance(row[9], str) else None
             calls.append(call)
         calls.reverse()
         return calls

@@ -2,7 +2,8 @@
 
 The store holds prompts and completions, so every request needs the access token printed at start, as Jupyter
 does: ``?token=`` once (answered with an HttpOnly, SameSite=Strict cookie and a redirect to the same address
-without it), then the cookie, or an ``Authorization: Bearer`` header. Anything else is a 403 with no data. The
+without it), then the cookie, or an ``Authorization: Bearer`` header. An API address answers ``?token=`` at once,
+with no cookie, so that a script can read it in one request. Anything else is a 403 with no data. The
 Host header must name the bound address (or localhost) with the port, so a page whose name was rebound to 127.0.0.1
 (DNS rebinding) is refused too. Every answer carries a strict Content-Security-Policy; API answers are never cached.
 
@@ -10,8 +11,9 @@ JSON API (GET and HEAD; others are answered 501. Times are integers in ns since 
 named ``_ms``):
 
 ``/api/traces?app=&model=&customer=&errors=1&q=&since=&until=&before=&limit=``
-    The newest traces matching every filter given (``q``: case-insensitive text in any attribute, i.e. prompts
-    and completions; ``before``: older than this start, or than ``next_before``'s ``start.trace_id``, for paging;
+    The newest traces matching every filter given (``q``: case-insensitive text in any attribute of any span:
+    prompts, completions, tool arguments, decorated functions' input and output; ``before``: older than this
+    start, or than ``next_before``'s ``start.trace_id``, for paging;
     ``limit``: 1 to 500, default 50):
     ``{"traces": [{trace_id, start, end, duration_ns, app, root_name, span_count, llm_calls, input_tokens,
     output_tokens, error, customer, models, cost, cost_text, unpriced_calls}], "next_before": "start.trace_id" |
@@ -19,12 +21,15 @@ named ``_ms``):
 ``/api/traces/<trace_id>``
     One trace (404 when there is none): ``{trace_id, start, end, duration_ns, app, root_name, error, cost,
     cost_text, unpriced_calls, spans: [...]}``, its spans in tree order with ``depth``, each with its messages
-    (``input``, ``output``), ``tools``, ``params``, ``usage``, ``stream``, ``error``, ``respan`` and ``attributes``
-    (``respan_auto.ui.views.span_view``).
+    (``input``, ``output``), ``tools``, ``entity_input`` and ``entity_output`` (a decorated function's), ``params``,
+    ``usage``, ``stream``, ``error``, ``respan``, ``events`` and ``attributes`` (``respan_auto.ui.views.span_view``).
 ``/api/overview?since=&until=``
-    LLM calls summed up: ``{calls, errors, input_tokens, output_tokens, cost, cost_text, latency_ms: {p50, p90,
-    p99}, time_to_first_chunk_ms, bucket_ns, series: [{start, calls, errors, input_tokens, output_tokens, cost}],
-    models: [{model, calls, errors, input_tokens, output_tokens, cost, cost_text, latency_ms}]}``.
+    LLM calls summed up: ``{calls, errors, input_tokens, output_tokens, cost, cost_text, unpriced_calls,
+    latency_ms: {p50, p90, p99}, time_to_first_chunk_ms, bucket_ns,
+    series: [{start, calls, errors, input_tokens, output_tokens, cost}],
+    models: [{model, answered_by, calls, errors, input_tokens, output_tokens, cost, cost_text, unpriced_calls,
+    latency_ms}]}``,
+    ``model`` the one asked for (failed calls included), ``answered_by`` the other names it was answered under.
 ``/api/facets``
     ``{"apps": [...], "models": [...], "customers": [...]}``, for the filter menus.
 ``/api/changes``
@@ -264,10 +269,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
         token = next((v for k, v in pairs if k == "token"), None)
-        if token is not None and self._valid(token):
+        given = token is not None and self._valid(token)
+        if given and not url.path.startswith("/api/"):
             self._redirect_with_cookie(url.path, pairs)
             return
-        if not self._authorized():
+        if not given and not self._authorized():  # the API answers ?token= itself: a script need not keep cookies
             self._refuse(HTTPStatus.FORBIDDEN, "forbidden: open the address with its token, as printed at start")
             return
         if url.path.startswith("/api/"):

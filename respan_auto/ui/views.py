@@ -19,6 +19,8 @@ from respan_auto import semconv as sc
 REQUEST_PREFIX = "gen_ai.request."
 RESPAN_PREFIXES = ("respan.customer_params.", "respan.threads.", "respan.metadata.")
 EXCEPTION_EVENT = "exception"
+ENTITY_INPUT = "traceloop.entity.input"  # what a decorated function was called with, and what it returned
+ENTITY_OUTPUT = "traceloop.entity.output"
 _PERCENTILES = (50, 90, 99)
 # Bucket widths for the charts over time, in seconds: the first that gives at most _MAX_BUCKETS buckets is used.
 _BUCKET_SECONDS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
@@ -152,6 +154,16 @@ def _indexed(attributes: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
     return messages
 
 
+def _pretty(value: Any) -> str | None:
+    """A decorated function's recorded arguments or result, indented when it is JSON."""
+    if value is None:
+        return None
+    parsed = _loads(value)
+    if parsed is None or isinstance(parsed, str):  # not JSON (or cut short), or a plain string: as it is
+        return _text(value)
+    return json.dumps(parsed, indent=2, ensure_ascii=False)
+
+
 def _optional_text(value: Any) -> str | None:
     return None if value is None else _text(value)
 
@@ -283,13 +295,14 @@ def error(record: Mapping[str, Any]) -> dict[str, Any] | None:
     failed = status == "ERROR" or sc.ERROR_TYPE in attributes
     if not failed:
         return None
-    message = None
+    message = raised = None
     for event in _events(record):
         if event.get("name") == EXCEPTION_EVENT:
             message = _optional_text(_event_attributes(event).get("exception.message"))
+            raised = _optional_text(_event_attributes(event).get("exception.type"))
     http_status = attributes.get(sc.HTTP_RESPONSE_STATUS_CODE)
     return {
-        "type": _optional_text(attributes.get(sc.ERROR_TYPE)),
+        "type": _optional_text(attributes.get(sc.ERROR_TYPE)) or raised,
         "http_status": None if http_status is None else _text(http_status),
         "status": _optional_text(status),
         "message": message,
@@ -313,7 +326,11 @@ def span_view(record: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the detail pane shows for one span."""
     attributes = _attributes(record)
     other_events = [
-        {"name": _text(e.get("name")), "time": _int(e.get("time")), "attributes": _text(dict(_event_attributes(e)))}
+        {
+            "name": _text(e.get("name")),
+            "time": _int(e.get("time")),
+            "attributes": [[_text(k), _text(v)] for k, v in _event_attributes(e).items()],
+        }
         for e in _events(record)
         if e.get("name") != sc.RESPAN_STREAM_CHUNK_EVENT
     ]
@@ -331,6 +348,8 @@ def span_view(record: Mapping[str, Any]) -> dict[str, Any]:
         "input": input_messages(attributes),
         "output": output_messages(attributes),
         "tools": tool_definitions(attributes),
+        "entity_input": _pretty(attributes.get(ENTITY_INPUT)),
+        "entity_output": _pretty(attributes.get(ENTITY_OUTPUT)),
         "params": request_parameters(attributes),
         "usage": usage(record),
         "stream": stream(record),
@@ -489,15 +508,17 @@ def overview(calls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             bucket["output_tokens"] += _int(call.get("output_tokens")) or 0
             bucket["cost"] += price or 0.0
         series = buckets
+    # per model asked for: a failed call, which has no answering model, joins the calls that were answered
     by_model: dict[str, list[tuple[Mapping[str, Any], float | None]]] = defaultdict(list)
     for call, price in priced:
-        by_model[_text(call.get("model") or "(unknown)")].append((call, price))
+        by_model[_text(call.get("request_model") or call.get("model") or "(unknown)")].append((call, price))
     models = []
     for model, entries in sorted(by_model.items(), key=lambda item: -len(item[1])):
         latencies = [d / 1e6 for d in (_int(c.get("duration_ns")) for c, _ in entries) if d is not None]
         models.append(
             {
                 "model": model,
+                "answered_by": sorted({_text(c["model"]) for c, _ in entries if c.get("model") not in (None, model)}),
                 "calls": len(entries),
                 "errors": sum(1 for c, _ in entries if c.get("error")),
                 "input_tokens": sum(_int(c.get("input_tokens")) or 0 for c, _ in entries),

@@ -223,7 +223,7 @@
       } });
       errors.checked = this.filters.errors;
       let typing = null;
-      const search = el("input", { type: "search", placeholder: "Search prompts and completions", "data-filter": "q",
+      const search = el("input", { type: "search", placeholder: "Search every attribute: prompts, replies, tool calls, inputs", "data-filter": "q",
         "aria-label": "search", oninput: () => {
           clearTimeout(typing);
           typing = setTimeout(() => {
@@ -312,7 +312,6 @@
     row(trace, fresh) {
       const href = "#/trace/" + encodeURIComponent(trace.trace_id);
       const tokens = trace.llm_calls ? `${count(trace.input_tokens)} → ${count(trace.output_tokens)}` : "–";
-      const cost = trace.cost_text || "–";
       const row = el("tr", { cls: ["trace-row", trace.error ? "failed" : "", fresh ? "fresh" : ""].join(" ").trim(),
         "data-trace": trace.trace_id, onclick: (event) => {
           if (event.target.closest("a") === null) location.hash = href;
@@ -324,7 +323,7 @@
       el("td", { cls: "num" }, duration(trace.duration_ns)),
       el("td", { cls: "num" }, count(trace.llm_calls)),
       el("td", { cls: "num tokens" }, tokens),
-      el("td", { cls: "num cost", title: trace.unpriced_calls ? `${trace.unpriced_calls} call(s) unpriced` : null }, cost),
+      el("td", { cls: "num cost", title: unpricedNote(trace) }, costText(trace)),
       el("td", { cls: "mark" }, trace.error ? el("span", { cls: "error-mark", title: "a span failed" }, "error") : null));
       return row;
     }
@@ -380,7 +379,7 @@
             fact("started", when(trace.start)),
             fact("duration", duration(trace.duration_ns)),
             fact("spans", count(trace.spans.length)),
-            fact("cost", trace.cost_text || "–"),
+            fact("cost", costText(trace)),
             trace.error ? el("span", { cls: "error-mark" }, "error") : null,
             el("code", { cls: "trace-id", title: "trace id" }, trace.trace_id))),
         el("div", { cls: "trace-body" }, this.waterfall(), this.detail));
@@ -487,6 +486,8 @@
         el("summary", {}, el("code", {}, tool.name), tool.description ? " — " + tool.description : ""),
         tool.parameters ? el("pre", {}, tool.parameters) : null))));
     }
+    if (span.entity_input !== null) out.push(section("Input", el("pre", { cls: "entity" }, span.entity_input)));
+    if (span.entity_output !== null) out.push(section("Output", el("pre", { cls: "entity" }, span.entity_output)));
     if (span.params.length) out.push(section("Request parameters", table(span.params)));
     if (span.usage) {
       const u = span.usage;
@@ -495,7 +496,7 @@
         stat("output tokens", count(u.output_tokens)),
         u.cached_tokens ? stat("cached tokens", count(u.cached_tokens)) : null,
         stat("total tokens", count(u.total_tokens)),
-        stat("cost", u.cost_text, "cost"))));
+        stat("cost", costText(u), "cost"))));
     }
     if (span.stream) {
       const s = span.stream;
@@ -510,11 +511,27 @@
     }
     if (span.respan.length) out.push(section("Respan attributes", table(span.respan)));
     if (span.events.length) {
-      out.push(section("Events", table(span.events.map((e) => [e.name, e.attributes]))));
+      out.push(section("Events", span.events.map((e) => el("div", { cls: "event" },
+        el("h4", {}, e.name, e.time !== null && span.start !== null
+          ? el("small", {}, " at +" + duration(e.time - span.start)) : null),
+        table(e.attributes.map(([key, value]) => [key, key === "exception.stacktrace"
+          ? el("pre", { cls: "stack" }, value) : value]))))));
     }
     out.push(el("details", { cls: "panel raw" },
       el("summary", {}, `All attributes (${span.attributes.length})`), table(span.attributes, "mono")));
     return out;
+  }
+
+  // A price, "unknown" set apart, and the calls left out of a sum said so: a total never hides what it lacks.
+  function costText(x) {
+    if (!x.cost_text) return "–";
+    if (x.cost === null) return el("span", { cls: "unknown", title: unpricedNote(x) }, x.cost_text);
+    return x.unpriced_calls ? [x.cost_text, el("small", { cls: "unknown" }, ` + ${x.unpriced_calls} unpriced`)]
+      : x.cost_text;
+  }
+
+  function unpricedNote(x) {
+    return x.unpriced_calls ? `${x.unpriced_calls} call(s) with no price in the price table` : null;
   }
 
   function stat(label, value, cls) {
@@ -599,7 +616,7 @@
           stat("LLM calls", count(data.calls)),
           stat("errors", count(data.errors), data.errors ? "bad" : ""),
           stat("tokens in → out", `${compact(data.input_tokens)} → ${compact(data.output_tokens)}`),
-          stat("cost", data.cost_text || "–", "cost"),
+          stat("cost", costText(data), "cost"),
           triple("latency", lat),
           first.p50 !== null ? triple("time to first chunk", first) : null),
         el("div", { cls: "charts" },
@@ -632,11 +649,20 @@
     return 10 * power;
   }
 
-  function bucketLabel(ns, bucketNs) {
+  // A bucket's start: its date when the buckets are days, its time with the date when they cross midnight.
+  function bucketLabel(ns, bucketNs, withDate) {
     const date = new Date(ns / 1e6);
     const pad = (n) => String(n).padStart(2, "0");
-    if (bucketNs >= 86400e9) return `${date.getMonth() + 1}/${date.getDate()}`;
-    return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+    const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+    if (bucketNs >= 86400e9) return day;
+    const time = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+    return withDate ? `${day.slice(5)} ${time}` : time;
+  }
+
+  function crossesDays(series) {
+    if (!series.length) return false;
+    const day = (b) => new Date(b.start / 1e6).toDateString();
+    return day(series[0]) !== day(series[series.length - 1]) || day(series[0]) !== new Date().toDateString();
   }
 
   // Stacked bars, one per time bucket; keys name the series in the bucket ("ok" is calls minus errors).
@@ -651,9 +677,10 @@
       svg("line", { x1: pad.l, x2: width - pad.r, y1: y(top * f), y2: y(top * f), class: f ? "grid" : "axis" }),
       svg("text", { x: pad.l - 6, y: y(top * f) + 4, class: "axis-label", "text-anchor": "end" }, format(top * f)),
     ]);
+    const dated = crossesDays(series);
     const bars = series.map((b, i) => {
       let base = 0;
-      const tip = bucketLabel(b.start, bucketNs) + ": " + keys.map(([key, , label]) => `${label} ${format(value(b, key))}`).join(", ");
+      const tip = bucketLabel(b.start, bucketNs, true) + ": " + keys.map(([key, , label]) => `${label} ${format(value(b, key))}`).join(", ");
       return svg("g", {}, svg("title", {}, tip), keys.map(([key, cls]) => {
         const v = value(b, key);
         const rect = svg("rect", { x: pad.l + i * slot + slot * 0.15, width: Math.max(1, slot * 0.7),
@@ -664,7 +691,7 @@
     });
     const every = Math.max(1, Math.ceil(series.length / 6));
     const labels = series.map((b, i) => (i % every ? null : svg("text", { x: pad.l + (i + 0.5) * slot, y: height - 8,
-      class: "axis-label", "text-anchor": "middle" }, bucketLabel(b.start, bucketNs))));
+      class: "axis-label", "text-anchor": "middle" }, bucketLabel(b.start, bucketNs, dated))));
     const legend = el("div", { cls: "legend" }, keys.map(([, cls, label]) => el("span", {}, el("i", { cls }), label)));
     return el("figure", { cls: "chart" },
       svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" }, grid, bars, labels), keys.length > 1 ? legend : null);
@@ -679,11 +706,13 @@
         const share = el("i", { cls: "share" });
         share.style.width = (m.calls / most * 100) + "%";
         return el("tr", {},
-          el("td", {}, el("code", {}, m.model), el("div", { cls: "share-track" }, share)),
+          el("td", {}, el("code", {}, m.model),
+            m.answered_by.length ? el("small", { cls: "answered" }, " → " + m.answered_by.join(", ")) : null,
+            el("div", { cls: "share-track" }, share)),
           el("td", { cls: "num" }, count(m.calls)),
           el("td", { cls: "num" + (m.errors ? " bad" : "") }, count(m.errors)),
           el("td", { cls: "num" }, `${count(m.input_tokens)} → ${count(m.output_tokens)}`),
-          el("td", { cls: "num" }, m.cost_text || "–"),
+          el("td", { cls: "num", title: unpricedNote(m) }, costText(m)),
           el("td", { cls: "num" }, ms(m.latency_ms.p50)),
           el("td", { cls: "num" }, ms(m.latency_ms.p90)),
           el("td", { cls: "num" }, ms(m.latency_ms.p99)));
