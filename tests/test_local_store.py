@@ -444,6 +444,7 @@ def test_trace_records_llm_calls_facets_and_the_change_marker(queried):
         "cached_tokens": 1,
         "error": True,
         "time_to_first_chunk": 1.5,
+        "request_model": "mistral-large-2411",
     }
     assert [c["start"] for c in llm_calls(store, since_ns=calls[1]["start"], until_ns=calls[2]["start"])] == [
         calls[1]["start"],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from respan_auto import cost
 from tests.conftest import REPO
 
 LAUNCHER = str(Path(sys.executable).parent / "respan-instrument")
@@ -116,6 +117,13 @@ def test_each_call_and_each_trace_shows_its_cost_from_the_price_table(store):
         assert float(tokens[3][1:]) == pytest.approx(expected, rel=5e-3)  # shown to 3 significant digits
         assert block.splitlines()[0].endswith(f" · beta · cost {tokens[3]}"), block
     assert "cost" not in shown(store)["fail with #500"]  # no usage, so no call to price
+
+
+def test_without_the_price_table_the_costs_are_unknown_and_it_says_why_once(store):
+    blocked = "import sys; sys.modules['genai_prices'] = None; from respan_auto.cli import main; sys.exit(main())"
+    result = run([sys.executable, "-c", blocked, "traces", "--limit", "20"], store["env"])
+    assert result.returncode == 0 and result.stderr.splitlines() == [cost.MISSING_LINE]
+    assert "cost unknown" in result.stdout and "$" not in result.stdout
 
 
 @pytest.mark.parametrize("status", ["500", "401"])

@@ -32,7 +32,7 @@ SECTIONS = (
     ("versions", "versions", versions),
     ("instrumentors", "instrumentors under respan-instrument", planned_instrumentors),
     ("destination", "destination", destination),
-    ("live_check", "live check", live_check),
+    ("live_check", "destination check", live_check),
     ("conflicts", "conflicts", conflicts),
 )
 MARK_WIDTH = len(PROBLEM) + 2

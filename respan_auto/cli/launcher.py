@@ -60,7 +60,7 @@ _BARE_HELP = {
 SUBCOMMANDS = ("traces", "ui", "doctor", "flush")
 USAGE = f"""{PROG} [options] <command> [args...]
        {PROG} traces [options]
-       {PROG} ui [--port N] [--open]
+       {PROG} ui [--host ADDRESS] [--port N] [--open] [--store PATH]
        {PROG} doctor [--json] [--offline] [options] [-- command ...]
        {PROG} flush [--spool-dir DIR]"""
 # What Python ignores at start-up and an exec'd program would inherit; subprocess restores them the same way.

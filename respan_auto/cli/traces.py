@@ -208,9 +208,13 @@ def _walk(children: dict[str | None, list[dict[str, Any]]], parent: str | None, 
             _walk(children, span["span_id"], detail_prefix, lines)
 
 
+def _llm_calls(spans: list[dict[str, Any]]) -> int:
+    return sum(1 for s in spans if isinstance(s.get("attributes"), dict) and cost.is_llm_call(s["attributes"]))
+
+
 def _trace_cost(spans: list[dict[str, Any]]) -> str:
     """The trace's summed cost, if it made LLM calls; calls without a known price are counted, not guessed."""
-    calls = sum(1 for s in spans if isinstance(s.get("attributes"), dict) and cost.is_llm_call(s["attributes"]))
+    calls = _llm_calls(spans)
     if not calls:
         return ""
     total, unknown = cost.total_cost(spans)
@@ -274,6 +278,8 @@ def main(argv: list[str]) -> int:
             out.write(trace_document(spans))
         else:
             out.write(("\n" if i else "") + render_trace(spans))
+    if not cost.available() and any(_llm_calls(spans) for spans in traces):
+        print(cost.MISSING_LINE, file=sys.stderr)
     if not traces:
         filters = _filters(options)
         message = f"No traces in {path}" + (f" match {filters}." if filters else ".")
