@@ -30,18 +30,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from respan_auto.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 from respan_auto.testing.mistral_server import MistralServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LAUNCHER = str(Path(sys.executable).parent / "respan-instrument")
 APP = """
 import os

@@ -29,22 +29,13 @@ from hypothesis import strategies as st
 
 from respan_auto import cost
 from respan_auto.export import local_store
+from respan_auto.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 from respan_auto.ui import views
 from respan_auto.ui.command import beyond_this_machine
 from tests.conftest import REPO
 from tests.ui_png import distinct_colours
 
 LAUNCHER = str(Path(sys.executable).parent / "respan-instrument")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 XSS = "look <img src=x onerror=\"window.__xss='ran'\"> here"
 CHAT = "tell me about Lyon"
 STANDIN_REPLY = "Offline stand-in reply to: tell me about Lyon"

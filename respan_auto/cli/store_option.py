@@ -23,6 +23,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
+def whole_number(value: str, lowest: int, highest: int, expected: str) -> int:
+    """An option's whole number from ``lowest`` to ``highest``; else an error saying ``expected`` and the value."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = lowest - 1
+    if not lowest <= number <= highest:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+    return number
+
+
 def store_to_read(given: str | None, command: str) -> str | None:
     """The store's path, an earlier version's records imported; None, said in one line, when it holds another file."""
     path = given or Settings.load().local_store

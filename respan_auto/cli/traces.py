@@ -19,7 +19,7 @@ from typing import Any
 
 from respan_auto import cost
 from respan_auto import semconv as sc
-from respan_auto.cli.store_option import STORE_HELP, OneLineParser, store_to_read
+from respan_auto.cli.store_option import STORE_HELP, OneLineParser, store_to_read, whole_number
 from respan_auto.export.local_store import Selection, select_traces
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -50,13 +50,7 @@ def _trace_id(value: str) -> str:
 
 
 def _limit(value: str) -> int:
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of traces, 1 or more, got {value!r}")
-    return limit
+    return whole_number(value, 1, sys.maxsize, "a whole number of traces, 1 or more")
 
 
 def _parser() -> OneLineParser:

@@ -847,7 +847,7 @@ def _where(query: TraceQuery) -> tuple[str, list[Any]]:
     return (" AND ".join(conditions) or "1"), parameters
 
 
-_TRACE_KEYS = (
+TRACE_KEYS = (  # a trace's summary, as list_traces gives it (with duration_ns and models)
     "trace_id",
     "start",
     "end",
@@ -870,7 +870,7 @@ def _newest(connection: sqlite3.Connection, query: TraceQuery) -> list[dict[str,
         "ORDER BY t.start DESC, t.trace_id DESC LIMIT ?",
         [*parameters, max(query.limit, 0)],
     )
-    return [dict(zip(_TRACE_KEYS, row, strict=True)) for row in rows]
+    return [dict(zip(TRACE_KEYS, row, strict=True)) for row in rows]
 
 
 def _in_traces(ids: list[str]) -> tuple[str, str]:

@@ -6,7 +6,6 @@ it while the server runs. Ctrl-C and SIGTERM end the server quietly, with status
 
 from __future__ import annotations
 
-import argparse
 import html
 import ipaddress
 import os
@@ -21,7 +20,7 @@ import webbrowser
 from types import FrameType
 
 from respan_auto import cost
-from respan_auto.cli.store_option import STORE_HELP, OneLineParser, store_to_read
+from respan_auto.cli.store_option import STORE_HELP, OneLineParser, store_to_read, whole_number
 from respan_auto.ui.server import ViewServer
 
 
@@ -30,13 +29,7 @@ class _TerminatedError(Exception):
 
 
 def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535 (0: any free port), got {value!r}")
-    return port
+    return whole_number(value, 0, 65535, "a port number from 0 to 65535 (0: any free port)")
 
 
 def _parser() -> OneLineParser:

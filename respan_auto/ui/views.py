@@ -15,6 +15,7 @@ from typing import Any
 
 from respan_auto import cost
 from respan_auto import semconv as sc
+from respan_auto.export import local_store
 
 REQUEST_PREFIX = "gen_ai.request."
 RESPAN_PREFIXES = ("respan.customer_params.", "respan.threads.", "respan.metadata.")
@@ -450,20 +451,7 @@ def trace_row(summary: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-_ROW_KEYS = (
-    "trace_id",
-    "start",
-    "end",
-    "duration_ns",
-    "app",
-    "root_name",
-    "span_count",
-    "llm_calls",
-    "input_tokens",
-    "output_tokens",
-    "error",
-    "customer",
-)
+_ROW_KEYS = (*local_store.TRACE_KEYS, "duration_ns")
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
