@@ -16,7 +16,10 @@ ENVIRONMENT = {
     "metadata": ("RESPAN_METADATA", 'default metadata for every span, a JSON object: {"team": "search"}'),
     "trace_content": ("RESPAN_TRACE_CONTENT", "false keeps prompts, completions and tool arguments out of spans"),
     "instrument_threading": ("RESPAN_INSTRUMENT_THREADING", "false leaves threads without context propagation"),
-    "local_store": ("RESPAN_LOCAL_STORE", "file for local traces (default ~/.local/state/respan-auto/traces.db)"),
+    "local_store": (
+        "RESPAN_LOCAL_STORE",
+        "file for local traces (default $XDG_STATE_HOME/respan-auto/traces.db, ~/.local/state without it)",
+    ),
     "local_max_bytes": ("RESPAN_LOCAL_MAX_BYTES", "largest the local store may grow; the oldest traces go (268435456)"),
     "local_max_age": ("RESPAN_LOCAL_MAX_AGE", "age after which local traces go: seconds, or 12h, 7d, 4w (default 30d)"),
     "exit_timeout": ("RESPAN_EXIT_TIMEOUT", "seconds process exit may wait for the last export (default 2)"),

@@ -129,6 +129,7 @@ def test_a_store_path_holding_another_file_is_a_problem_and_stays_as_it_was(tmp_
         f"problem: the local store {notes} is not a respan-auto trace store (spans are not kept there): "
         "check RESPAN_LOCAL_STORE"
     ]
+    assert f"  note     no RESPAN_API_KEY: spans would go to the local store {notes} (see below)" in result.stdout
     assert notes.read_text() == "not traces\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 

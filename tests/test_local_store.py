@@ -603,7 +603,7 @@ def test_the_viewers_refuse_another_file_in_one_line_naming_where_the_path_came_
         assert result.returncode == 1 and result.stdout == ""
         assert (
             result.stderr == f"respan-instrument {command}: {origin} {files[kind]} {FOREIGN_PROBLEMS[kind]}; "
-            "it was left as it is\n"
+            "it was left as it is (name a store with --store)\n"
         )
     assert snapshot(tmp_path / "mine") == before
 

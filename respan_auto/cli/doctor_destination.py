@@ -118,7 +118,10 @@ def destination(section: Section, setup: Setup) -> None:
         section.note("RESPAN_API_KEY and an OTLP endpoint are both set: spans go to both")
     if kind == "local":
         section.facts["local_store"] = settings.local_store
-        section.note(f"no RESPAN_API_KEY: spans stay in the local store {settings.local_store}; {VIEW_HINT}")
+        if store_problem(os.path.expanduser(settings.local_store)) is None:
+            section.note(f"no RESPAN_API_KEY: spans stay in the local store {settings.local_store}; {VIEW_HINT}")
+        else:
+            section.note(f"no RESPAN_API_KEY: spans would go to the local store {settings.local_store} (see below)")
     shown: dict[str, dict[str, str]] = {}
     for option, (variable, _) in ENVIRONMENT.items():
         source = setup.source(variable)

@@ -42,5 +42,5 @@ def store_to_read(given: str | None, command: str) -> str | None:
         import_earlier(path)
         return path
     origin = "--store" if given else "RESPAN_LOCAL_STORE" if os.environ.get("RESPAN_LOCAL_STORE") else "the store"
-    print(f"{command}: {origin} {path} {problem}; it was left as it is", file=sys.stderr)
+    print(f"{command}: {origin} {path} {problem}; it was left as it is (name a store with --store)", file=sys.stderr)
     return None
