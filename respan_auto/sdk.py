@@ -28,7 +28,7 @@ def _announce(pipeline: Pipeline) -> None:
         path = pipeline.settings.local_store
         problem = local_store.store_problem(path)
         if problem is not None:
-            local_store.say_not_a_store(f"{path} {problem}")
+            local_store.say_not_a_store(path, problem)
             return
         logger.warning(
             "respan_auto: no RESPAN_API_KEY or OTLP endpoint set: traces are kept in %s "

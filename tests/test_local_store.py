@@ -633,6 +633,67 @@ def test_a_store_a_writer_is_still_creating_is_not_mistaken_for_another_file(tmp
         assert store_problem(str(path)) is None, path
 
 
+def test_a_database_whose_tables_are_still_only_in_its_wal_is_judged_by_them(tmp_path):
+    """Ours being created by a writer still connected passes; another program's in use is refused, and not touched."""
+    ours = tmp_path / "traces.db"
+    writer = local_store.open_writer(str(ours))
+    theirs = tmp_path / "app.db"
+    other = sqlite3.connect(theirs, isolation_level=None)
+    try:
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("PRAGMA wal_autocheckpoint = 0")  # its tables stay in its WAL, as in a busy program
+        other.execute("CREATE TABLE users (name TEXT)")
+        theirs.chmod(0o644)
+        assert (tmp_path / "app.db-wal").stat().st_size > 0
+        assert store_problem(str(ours)) is None
+        assert store_problem(str(theirs)) == "is another program's SQLite database"
+        with pytest.raises(local_store.NotAStoreError):
+            local_store.open_writer(str(theirs))
+        assert mode(theirs) == 0o644
+        assert [row[0] for row in other.execute("SELECT name FROM sqlite_master")] == ["users"]
+    finally:
+        other.close()
+        writer.close()
+
+
+def test_odd_paths_are_judged_never_raised(tmp_path):
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    foreign = foreign_files(tmp_path / "mine")["sqlite"]
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    not_ours = tmp_path / "spans.jsonl"
+    not_ours.write_text('{"trace_id": "t1", "span_id": "s1", "attributes": {}}\n')
+    assert store_problem(str(damaged)) == "is an SQLite database that cannot be read"
+    assert store_problem("//" + str(foreign).lstrip("/")) == "is another program's SQLite database"
+    assert store_problem(str(loop)) == "cannot be read (Too many levels of symbolic links)"
+    assert store_problem(str(not_ours)) == "is not a respan-auto trace store"
+    result = subprocess.run([LAUNCHER, "traces", "--store", str(loop)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_refused_store_is_said_once_for_a_program_and_the_programs_it_starts(tmp_path):
+    from tests.test_reliability import run_app
+
+    notes = foreign_files(tmp_path / "mine")["text"]
+    code = """
+        import subprocess, sys
+        from respan_auto import Respan
+        from opentelemetry import trace
+        Respan()
+        trace.get_tracer("app").start_span("parent").end()
+        child = "from respan_auto import Respan; from opentelemetry import trace; Respan(); "
+        child += "trace.get_tracer('app').start_span('child').end()"
+        subprocess.run([sys.executable, "-c", child], check=True)
+        print("done", flush=True)
+    """
+    result, _ = run_app(code, {"RESPAN_LOCAL_STORE": str(notes)})
+    assert result.returncode == 0 and result.stdout.strip() == "done"
+    said = [line for line in result.stderr.splitlines() if "is not a respan-auto trace store" in line]
+    assert len(said) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "set-up failed" not in result.stderr
+
+
 def test_a_forked_worker_writes_through_a_connection_of_its_own(tmp_path):
     from tests.test_reliability import run_app
 

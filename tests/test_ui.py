@@ -290,7 +290,15 @@ def test_a_view_of_a_store_not_made_yet_says_so_and_creates_nothing(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("address", "beyond"), [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False), ("0.0.0.0", True), ("::", True)]
+    ("address", "beyond"),
+    [
+        ("127.0.0.1", False),
+        ("127.0.0.2", False),
+        ("::1", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("::ffff:127.0.0.1", False),
+    ],
 )
 def test_an_address_beyond_loopback_is_flagged(address, beyond):
     assert beyond_this_machine(address) is beyond

@@ -73,7 +73,7 @@ def attempt(section: Section, name: str, check: Callable[[Section, Setup], None]
     try:
         check(section, setup)
     except Exception as error:  # noqa: BLE001 - the doctor reports, never raises
-        section.problem(f"the {name} check failed unexpectedly ({type(error).__name__}: {error})")
+        section.problem(f"{name}: failed unexpectedly ({type(error).__name__}: {error})")
 
 
 def run(key: str, title: str, check: Callable[[Section, Setup], None], setup: Setup) -> Section:

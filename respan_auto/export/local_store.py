@@ -37,10 +37,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ CUSTOMER = "respan.customer_params.customer_identifier"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _OUR_TABLES = {"spans", "traces", "store"}
 _FIRST_LINE_LIMIT = 1 << 24  # an earlier version's first record, however long its prompt
+_HEX_ID = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the primary codes, under the extended ones (517: BUSY_SNAPSHOT)
 _BINARY = getattr(os, "O_BINARY", 0)
 _T = TypeVar("_T")
@@ -272,74 +275,120 @@ class NotAStoreError(Exception):
     """The store's path holds something else, which is left as it is: never imported, replaced or given tables."""
 
 
-def say_not_a_store(description: str) -> None:
-    """The one line that says the store's path holds something else (``description``: the path and what it is)."""
+REFUSED_VARIABLE = "RESPAN_LOCAL_STORE_REFUSED"  # the path a process said it refused: its children stay quiet
+
+
+def say_not_a_store(path: str, problem: str) -> None:
+    """The one line that says the store's path holds something else: once per process, and not again in children."""
+    if os.environ.get(REFUSED_VARIABLE) == path:
+        return
+    os.environ[REFUSED_VARIABLE] = path
     warn_once(
         "local-store-foreign",
-        "respan_auto: the local trace store %s, so it is left as it is and spans are not kept there. "
+        "respan_auto: the local trace store %s %s, so it is left as it is and spans are not kept there. "
         "Set RESPAN_LOCAL_STORE (or --local-store) to a new file's path",
-        description,
+        path,
+        problem,
     )
 
 
 def _first_line(path: str) -> bytes | None:
-    """The file's first line (up to ``_FIRST_LINE_LIMIT``), or None when there is no regular file at ``path``."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        with open(path, "rb") as file:
-            return file.readline(_FIRST_LINE_LIMIT)
-    except (FileNotFoundError, NotADirectoryError):
+    """The file's SQLite header, else its first line (up to ``_FIRST_LINE_LIMIT``); None when it is not a file."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
         return None
+    with open(path, "rb") as file:
+        head = file.read(len(_SQLITE_HEADER))
+        return head if head == _SQLITE_HEADER or b"\n" in head else head + file.readline(_FIRST_LINE_LIMIT)
 
 
 def _is_record(line: bytes) -> bool:
+    """A span record as earlier versions wrote them: hex ids, and the attributes as an object."""
     try:
         record = json.loads(line)
     except ValueError:
         return False
-    return isinstance(record, dict) and isinstance(record.get("trace_id"), str) and "span_id" in record
+    if not isinstance(record, dict):
+        return False
+    trace_id, span_id = record.get("trace_id"), record.get("span_id")
+    return (
+        isinstance(trace_id, str)
+        and _HEX_ID.fullmatch(trace_id) is not None
+        and isinstance(span_id, str)
+        and _HEX_ID.fullmatch(span_id) is not None
+        and isinstance(record.get("attributes"), dict)
+    )
 
 
 def _is_json_lines(path: str) -> bool:
     """An earlier version's store: a file of JSON lines whose first is a span record."""
-    line = _first_line(path)
+    try:
+        line = _first_line(path)
+    except OSError:
+        return False
     return line is not None and _is_record(line)
 
 
 def _tables(path: str) -> set[str] | None:
-    """The tables of the SQLite database at ``path``, or None when it is not one (a damaged file, say).
+    """The tables of the SQLite database at ``path``, or None when SQLite cannot read it.
 
-    Read as immutable: no lock is taken and no ``-wal`` or ``-shm`` is made; a store whose tables are still only in
-    its WAL shows none, which is what a store being created looks like.
+    Read as immutable first: no lock is taken and no ``-wal`` or ``-shm`` made. A database whose tables may still be
+    only in its WAL (ours being created, or another program's in use), or one that read oddly (a page being written
+    back), is read again the usual way, which sees the WAL.
     """
-    connection = sqlite3.connect(_read_only_uri(path, "immutable=1"), uri=True)
+    try:
+        tables: set[str] | None = _table_names(path, "immutable=1")
+    except sqlite3.DatabaseError:
+        tables = None
+    if tables or (tables is not None and not _has_wal(path)):
+        return tables
+    try:
+        return _table_names(path, "mode=ro")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise
+        return None
+    except sqlite3.DatabaseError:
+        return None
+
+
+def _has_wal(path: str) -> bool:
+    try:
+        return os.path.getsize(path + "-wal") > 0
+    except OSError:
+        return False
+
+
+def _table_names(path: str, how: str) -> set[str]:
+    connection = sqlite3.connect(_read_only_uri(path, how), uri=True, timeout=BUSY_TIMEOUT)
     try:
         return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc):
-            return None
-        raise
     finally:
         connection.close()
 
 
 def store_problem(path: str) -> str | None:
     """Why ``path`` cannot hold the store, or None: it does, or an earlier version's, or nothing (yet)."""
-    if os.path.isdir(path):
-        return "is a directory"
-    if os.path.exists(path) and not os.path.isfile(path):
+    try:
+        if os.path.isdir(path):
+            return "is a directory"
+        if not os.path.lexists(path):
+            return None
+        line = _first_line(path)
+    except FileNotFoundError:  # gone meanwhile, or a link to nothing yet
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if line is None:
         return "is not a regular file"
-    line = _first_line(path)
     if not line:
         return None
-    if line.startswith(_SQLITE_HEADER):
+    if line == _SQLITE_HEADER:
         try:
             tables = _tables(path)
-        except sqlite3.Error:  # unreadable here, or busy: opening it says what is wrong
+        except sqlite3.Error:  # busy: a writer of ours is at work, and its store is judged by the next look
             return None
         if tables is None:
-            return "is not an SQLite database SQLite can read"
+            return "is an SQLite database that cannot be read"
         if tables and not _OUR_TABLES <= tables:
             return "is another program's SQLite database"
         return None
@@ -498,7 +547,7 @@ def open_writer(path: str) -> sqlite3.Connection:
     """This process's connection to the store at ``path``, created private, an earlier version's store imported."""
     problem = store_problem(path)
     if problem is not None:
-        raise NotAStoreError(f"{path} {problem}")
+        raise NotAStoreError(path, problem)
     _create_private(path)  # 0600 in a 0700 directory, before SQLite creates it with its own mode
     if _is_json_lines(path):
         with _flocked(path):
@@ -678,7 +727,7 @@ class LocalStoreExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         except NotAStoreError as exc:  # checked once: left alone from now on
             writer.refused = True
-            say_not_a_store(str(exc))
+            say_not_a_store(*exc.args)
         except _StoreBusyError:
             warn_once(
                 "local-store-busy",
@@ -728,7 +777,11 @@ def _reading(path: str) -> Iterator[sqlite3.Connection | None]:
 
 
 def _read_only_uri(path: str, how: str = "mode=ro") -> str:
-    return "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?" + how
+    """An SQLite URI for ``path``: absolute, so that no ``//`` reads as an authority, and every odd character quoted."""
+    absolute = os.path.abspath(path)
+    if absolute.startswith("//"):
+        absolute = "/" + absolute.lstrip("/")
+    return "file:" + urllib.parse.quote(absolute) + "?" + how
 
 
 def _folded(text: Any) -> Any:

@@ -48,7 +48,9 @@ def _parser() -> OneLineParser:
 
 def beyond_this_machine(address: str) -> bool:
     """Whether a view bound to ``address`` can be reached from other machines."""
-    return not ipaddress.ip_address(address).is_loopback
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1, which Python before 3.13 calls not loopback
+    return not (ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

@@ -649,7 +649,8 @@
     return 10 * power;
   }
 
-  // A bucket's start: its date when the buckets are days, its time with the date when they cross midnight.
+  // A bucket's start: its date when the buckets are days; its time, with the date when the range crosses midnight
+  // or is not today's.
   function bucketLabel(ns, bucketNs, withDate) {
     const date = new Date(ns / 1e6);
     const pad = (n) => String(n).padStart(2, "0");
