@@ -343,11 +343,9 @@ def _tables(path: str) -> set[str] | None:
         return tables
     try:
         return _table_names(path, "mode=ro")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+    except sqlite3.DatabaseError as exc:
+        if _is_busy(exc):
             raise
-        return None
-    except sqlite3.DatabaseError:
         return None
 
 
