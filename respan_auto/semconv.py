@@ -50,7 +50,17 @@ SERVER_PORT = server_attributes.SERVER_PORT
 ERROR_TYPE = error_attributes.ERROR_TYPE
 HTTP_RESPONSE_STATUS_CODE = http_attributes.HTTP_RESPONSE_STATUS_CODE
 
-OPERATION_CHAT = "chat"  # gen_ai.operation.name values and the provider name, as the conventions spell them
+GEN_AI_REQUEST_ENCODING_FORMATS = _conventional(
+    _gen_ai, "GEN_AI_REQUEST_ENCODING_FORMATS", "gen_ai.request.encoding_formats"
+)
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT = _conventional(
+    _gen_ai, "GEN_AI_EMBEDDINGS_DIMENSION_COUNT", "gen_ai.embeddings.dimension.count"
+)
+
+# gen_ai.operation.name values and the provider name, as the conventions spell them
+OPERATION_CHAT = _gen_ai.GenAiOperationNameValues.CHAT.value
+OPERATION_TEXT_COMPLETION = _gen_ai.GenAiOperationNameValues.TEXT_COMPLETION.value
+OPERATION_EMBEDDINGS = _gen_ai.GenAiOperationNameValues.EMBEDDINGS.value
 PROVIDER_MISTRAL = "mistral_ai"
 
 # GenAI client metrics
@@ -67,7 +77,7 @@ METRIC_TIME_PER_OUTPUT_CHUNK = _conventional(
 GEN_AI_USAGE_PROMPT_TOKENS = _gen_ai.GEN_AI_USAGE_PROMPT_TOKENS
 GEN_AI_USAGE_COMPLETION_TOKENS = _gen_ai.GEN_AI_USAGE_COMPLETION_TOKENS
 LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
-LLM_REQUEST_TYPE = "llm.request.type"
+LLM_REQUEST_TYPE = "llm.request.type"  # chat, completion or embedding (Traceloop's values)
 LLM_REQUEST_FUNCTIONS = "llm.request.functions"
 GEN_AI_PROMPT_PREFIX = "gen_ai.prompt"  # gen_ai.prompt.{N}.role / .content / .tool_calls / .tool_call_id
 GEN_AI_COMPLETION_PREFIX = "gen_ai.completion"  # gen_ai.completion.{N}.role / .content / .tool_calls / .finish_reason
@@ -80,6 +90,8 @@ RESPAN_STREAM_GAP_MEAN = "respan.stream.chunk_gap.mean"  # seconds between chunk
 RESPAN_STREAM_GAP_MAX = "respan.stream.chunk_gap.max"
 RESPAN_STREAM_CHUNK_EVENT = "respan.stream.chunk"  # opt-in events: index and size only, never text
 RESPAN_GATEWAY_LOG_ID = "respan.gateway.log_id"
+RESPAN_FIM_SUFFIX = "respan.fim.suffix"  # the code after the gap a FIM call fills (content)
+RESPAN_EMBEDDINGS_COUNT = "respan.embeddings.count"  # how many vectors came back (never the vectors)
 
 OWN_KEYS = frozenset(
     {
@@ -92,6 +104,8 @@ OWN_KEYS = frozenset(
         RESPAN_STREAM_GAP_MEAN,
         RESPAN_STREAM_GAP_MAX,
         RESPAN_GATEWAY_LOG_ID,
+        RESPAN_FIM_SUFFIX,
+        RESPAN_EMBEDDINGS_COUNT,
     }
 )
 OWN_PREFIXES = (f"{GEN_AI_PROMPT_PREFIX}.", f"{GEN_AI_COMPLETION_PREFIX}.", "respan.", "traceloop.")

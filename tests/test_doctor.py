@@ -226,12 +226,12 @@ def test_json_has_the_facts_and_masks_the_key(tmp_path):
     assert document["versions"]["mistralai"]["layout"] in ("mistralai", "mistralai.client")
     active = [ep["name"] for ep in document["instrumentors"]["entry_points"] if ep["active"]]
     assert "respan_mistralai" in active
-    assert document["instrumentors"]["mistral_methods"]["patched"] == [
-        "complete",
-        "complete_async",
-        "stream",
-        "stream_async",
-    ]
+    methods = {m["family"]: m["patched"] for m in document["instrumentors"]["mistral_methods"]}
+    assert methods == {
+        "Chat": ["complete", "complete_async", "stream", "stream_async"],
+        "FIM": ["complete", "complete_async", "stream", "stream_async"],
+        "embeddings": ["create", "create_async"],
+    }
 
 
 def test_an_otlp_endpoint_is_reported_with_its_source_and_its_headers_masked(tmp_path):

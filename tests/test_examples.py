@@ -40,6 +40,15 @@ def test_zero_code_examples_under_the_launcher(example, prompt, env):
     assert f"prompt: {prompt}" in shown
 
 
+def test_the_fim_and_embeddings_example_gives_a_span_each(env):
+    out = run([LAUNCHER, sys.executable, "examples/code_and_search.py"], env).stdout
+    assert "Offline stand-in reply to: def is_even(n):" in out and "2 vectors of 8 dimensions" in out
+    shown = run([LAUNCHER, "traces", "--limit", "2"], env).stdout
+    assert "└─ text_completion codestral-latest" in shown and "└─ embeddings mistral-embed" in shown
+    assert "prompt: def is_even(n):" in shown and "suffix: print(is_even(4))" in shown
+    assert "· 2 vectors of 8 dimensions" in shown and "input: Shipping times" in shown
+
+
 def test_pipeline_example_shows_the_whole_tree(env):
     run([sys.executable, "examples/pipeline.py"], env)
     lines = traces(env).splitlines()

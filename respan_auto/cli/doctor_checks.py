@@ -43,12 +43,12 @@ def _version(distribution: str) -> str | None:
 
 
 def mistral_layout() -> str | None:
-    """The importable root of the installed SDK's chat module (``compat.LAYOUTS``), found without importing it."""
+    """The importable root of the installed SDK's chat module (``compat.ROOTS``), found without importing it."""
     spec = find_spec("mistralai")
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        for root, chat_module, _ in compat.LAYOUTS:
-            relative = chat_module.split(".")[1:]  # mistralai.client.chat -> client/chat.py
-            if os.path.isfile(os.path.join(location, *relative[:-1], relative[-1] + ".py")):
+        for root, _ in compat.ROOTS:
+            relative = root.split(".")[1:]  # mistralai.client -> client/chat.py
+            if os.path.isfile(os.path.join(location, *relative, "chat.py")):
                 return root
     return None
 
@@ -127,29 +127,34 @@ def _label(ep: Any, value: bool = False) -> str:
 
 
 def _patched_methods(section: Section, layout: str) -> None:
-    """Which of the methods we wrap the installed SDK's ``Chat`` class has (importing it, as the app will)."""
+    """Which of the methods we wrap each family's class has in the installed SDK (importing it, as the app will)."""
     import importlib
 
     from opentelemetry.metrics import get_meter
     from opentelemetry.trace import get_tracer
 
     from respan_auto.instrumentation.mistralai.call import Telemetry
-    from respan_auto.instrumentation.mistralai.patch import chat_wrappers
+    from respan_auto.instrumentation.mistralai.families import FAMILIES
+    from respan_auto.instrumentation.mistralai.patch import family_wrappers
 
-    wanted = list(chat_wrappers(Telemetry(get_tracer(__name__), get_meter(__name__))))
-    module_name = f"{layout}.chat"
-    try:
-        chat = getattr(importlib.import_module(module_name), compat.CHAT_CLASS, None)
-    except Exception as error:  # noqa: BLE001 - a broken SDK install is the finding
-        section.problem(f"{module_name} cannot be imported ({type(error).__name__}: {error})")
-        return
-    found = [name for name in wanted if isinstance(chat, type) and name in vars(chat)]
-    missing = [name for name in wanted if name not in found]
-    section.facts["mistral_methods"] = {"class": f"{module_name}.{compat.CHAT_CLASS}", "patched": found}
-    if found:
-        section.ok(f"patches {module_name}.{compat.CHAT_CLASS}: {', '.join(found)}")
-    if missing:
-        section.problem(f"{module_name}.{compat.CHAT_CLASS} has no {', '.join(missing)}: those calls are not traced")
+    telemetry = Telemetry(get_tracer(__name__), get_meter(__name__))
+    section.facts["mistral_methods"] = facts = []
+    for family in FAMILIES:
+        wanted = list(family_wrappers(telemetry, family))
+        module_name = f"{layout}.{family.module}"
+        qualified = f"{module_name}.{family.class_name}"
+        try:
+            cls = getattr(importlib.import_module(module_name), family.class_name, None)
+        except Exception as error:  # noqa: BLE001 - a broken SDK install is the finding
+            section.problem(f"{module_name} cannot be imported ({type(error).__name__}: {error})")
+            continue
+        found = [name for name in wanted if isinstance(cls, type) and name in vars(cls)]
+        missing = [name for name in wanted if name not in found]
+        facts.append({"family": family.label, "class": qualified, "patched": found})
+        if found:
+            section.ok(f"patches {qualified}: {', '.join(found)}")
+        if missing:
+            section.problem(f"{qualified} has no {', '.join(missing)}: those calls are not traced")
 
 
 def planned_instrumentors(section: Section, setup: Setup) -> None:

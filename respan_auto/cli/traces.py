@@ -146,6 +146,10 @@ def _facts(span: dict[str, Any], a: dict[str, Any]) -> list[str]:
         tokens_in, tokens_out = a.get(sc.GEN_AI_USAGE_INPUT_TOKENS, "?"), a.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, "?")
         facts.append(f"tokens {tokens_in} in / {tokens_out} out")
         facts.append(f"cost {cost.format_usd(cost.span_cost(span))}")
+    vectors = a.get(sc.RESPAN_EMBEDDINGS_COUNT)
+    if isinstance(vectors, int):
+        dimension = a.get(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT)
+        facts.append(_count(vectors, "vector") + (f" of {dimension} dimensions" if dimension else ""))
     if sc.RESPAN_STREAM_CHUNK_COUNT in a:
         facts.append(_count(a[sc.RESPAN_STREAM_CHUNK_COUNT], "chunk"))
     first = a.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
@@ -174,7 +178,10 @@ def _details(span: dict[str, Any]) -> list[str]:
         out.append(" · ".join(facts))
     prompt = _prompt(a)
     if prompt is not None:
-        out.append(f"prompt: {_preview(prompt)}")
+        label = "input" if a.get(sc.GEN_AI_OPERATION_NAME) == sc.OPERATION_EMBEDDINGS else "prompt"
+        out.append(f"{label}: {_preview(prompt)}")
+    if sc.RESPAN_FIM_SUFFIX in a:
+        out.append(f"suffix: {_preview(str(a[sc.RESPAN_FIM_SUFFIX]))}")
     text, calls = _answer(a)
     if text or (text is not None and not calls):
         out.append(f"completion: {_preview(text) if text else '(empty)'}")

@@ -1,9 +1,9 @@
-"""A loopback stand-in for the Mistral chat API: JSON and chunked SSE, as the real API speaks.
+"""A loopback stand-in for the Mistral chat, FIM and embeddings APIs: JSON and chunked SSE, as the real API speaks.
 
 Used by the offline examples, the tests and the benchmark. It binds to 127.0.0.1 only.
 
-The reply is driven by markers in the last user message, so that an unmodified app can be
-pointed at it:
+The reply is driven by markers in the last user message (a FIM call's prompt; any of the texts to embed), so
+that an unmodified app can be pointed at it:
 
 ==================  ======================================================================
 marker              effect
@@ -82,6 +82,36 @@ def _tool_call(index: int = 0, arguments: str = TOOL_ARGUMENTS, with_name: bool 
         call["type"] = "function"
         call["function"]["name"] = "get_weather"
     return call
+
+
+EMBEDDING_DIMENSION = 8  # unless the request asks for another output_dimension
+
+
+def _as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """A FIM request as the chat request it is answered like: its prompt is the user's message."""
+    return {**body, "messages": [{"role": "user", "content": str(body.get("prompt") or "")}]}
+
+
+def _embedding_texts(body: dict[str, Any]) -> list[str]:
+    inputs = body.get("input", body.get("inputs"))  # the SDK's ``inputs`` travel as ``input``
+    return [inputs] if isinstance(inputs, str) else [str(t) for t in inputs or []]
+
+
+def embeddings_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer to an embeddings request: one small deterministic vector per text."""
+    texts = _embedding_texts(body)
+    dimension = body.get("output_dimension") or EMBEDDING_DIMENSION
+    tokens = sum(len(text.split()) for text in texts)
+    return {
+        "id": "embd-standin-0001",
+        "object": "list",
+        "model": body.get("model") or "mistral-embed",
+        "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
+        "data": [
+            {"object": "embedding", "index": i, "embedding": [((i + 1) * (k + 1) % 7) / 7 for k in range(dimension)]}
+            for i in range(len(texts))
+        ],
+    }
 
 
 def completion_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +210,9 @@ def error_for(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
+_ROUTES = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: without it each answer waits ~40 ms
@@ -215,9 +248,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._read_json()
         self.server.record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        if not self.path.rstrip("/").endswith("/v1/chat/completions") or not isinstance(body, dict):
+        path = self.path.rstrip("/")
+        if not isinstance(body, dict) or not path.endswith(_ROUTES):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
             return
+        if path.endswith("/v1/embeddings"):
+            error = error_for({"messages": [{"role": "user", "content": " ".join(_embedding_texts(body))}]})
+            self._send_json(*(error or (200, embeddings_body(body))))
+            return
+        if path.endswith("/v1/fim/completions"):
+            body = _as_chat(body)
         error = error_for(body)
         if error is not None:
             self._send_json(*error)

@@ -5,13 +5,13 @@ Usage::
     from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
     MistralAIInstrumentor().instrument(tracer_provider=provider)
 
-Patching is lazy: ``instrument()`` never imports mistralai; the chat class is patched when
-the app imports it.
+Patching is lazy: ``instrument()`` never imports mistralai; each family's class (chat, FIM, embeddings) is
+patched when the app imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import ModuleType
 from typing import Any
 
@@ -23,7 +23,8 @@ from respan_auto import config
 from respan_auto._guard import report_once
 from respan_auto.instrumentation.mistralai import compat
 from respan_auto.instrumentation.mistralai.call import Telemetry
-from respan_auto.instrumentation.mistralai.patch import Patcher, chat_wrappers, patch_chat_class, quiet_sdk_tracer
+from respan_auto.instrumentation.mistralai.families import FAMILIES, Family
+from respan_auto.instrumentation.mistralai.patch import Patcher, family_wrappers, patch_family_class, quiet_sdk_tracer
 from respan_auto.version import __version__
 
 _INSTRUMENTS = ("mistralai >= 1.0.0",)
@@ -36,19 +37,24 @@ class _Session:
     """One ``instrument()``..``uninstrument()`` period; post-import hooks act only while it is live."""
 
     def __init__(self, telemetry: Telemetry) -> None:
-        self.wrappers = chat_wrappers(telemetry)
+        self.wrappers = {family: family_wrappers(telemetry, family) for family in FAMILIES}
         self.patcher = Patcher()
         self.live = True
 
-    def patch_chat(self, module: ModuleType) -> None:
-        if not self.live:
-            return
-        try:
-            cls = compat.chat_class(module)
-            if cls is not None:
-                patch_chat_class(self.patcher, cls, self.wrappers, module.__name__)
-        except Exception as exc:  # noqa: BLE001
-            report_once("patch chat", exc)
+    def patcher_of(self, family: Family) -> Callable[[ModuleType], None]:
+        """The post-import hook that patches ``family``'s class when its module is imported."""
+
+        def patch(module: ModuleType) -> None:
+            if not self.live:
+                return
+            try:
+                cls = compat.family_class(module, family.class_name)
+                if cls is not None:
+                    patch_family_class(self.patcher, cls, self.wrappers[family], module.__name__)
+            except Exception as exc:  # noqa: BLE001
+                report_once(f"patch {family.label}", exc)
+
+        return patch
 
     def quiet_sdk_tracing(self, module: ModuleType) -> None:
         if self.live and hasattr(module, compat.SDK_TRACER_FUNCTION):
@@ -67,7 +73,8 @@ class _Session:
 
 
 class MistralAIInstrumentor(BaseInstrumentor):
-    """Traces ``Chat.complete``, ``complete_async``, ``stream`` and ``stream_async``.
+    """Traces chat (``complete``, ``stream``), FIM (``complete``, ``stream``) and embeddings (``create``), each
+    sync and async.
 
     ``instrument()`` accepts ``tracer_provider``, ``meter_provider``, ``capture_content`` (False keeps this
     instrumentor's spans free of content; otherwise the process's switch decides at each call, see
@@ -98,9 +105,10 @@ class MistralAIInstrumentor(BaseInstrumentor):
         telemetry = Telemetry(tracer, meter, None if capture is None else bool(capture), bool(chunk_events))
         session = _Session(telemetry)
         self._session = session
-        for root, chat_module, tracing_module in compat.LAYOUTS:
+        for root, tracing_module in compat.ROOTS:
             compat.when_imported(root, session.check_layout)
-            compat.when_imported(chat_module, session.patch_chat)
+            for family in FAMILIES:
+                compat.when_imported(f"{root}.{family.module}", session.patcher_of(family))
             compat.when_imported(tracing_module, session.quiet_sdk_tracing)
 
     def _uninstrument(self, **kwargs: Any) -> None:

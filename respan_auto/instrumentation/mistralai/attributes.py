@@ -122,6 +122,11 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def plain_text(value: Any) -> str:
+    """An SDK value (an enum, say) as the text it stands for."""
+    return _as_text(to_plain(value))
+
+
 # ---------------------------------------------------------------- content and messages
 
 
@@ -324,15 +329,15 @@ def server_attributes(url: str) -> tuple[tuple[str, Any], ...]:
     return tuple(out)
 
 
-def request_attributes(
-    kwargs: Mapping[str, Any], capture_content: bool, stream: bool = False, max_indexed: int = MAX_INDEXED_MESSAGES
+def common_request_attributes(
+    kwargs: Mapping[str, Any], operation: str, request_type: str, stream: bool = False
 ) -> Attributes:
-    """Attributes known before the call. Parameters appear only when the caller passed them."""
+    """What every family's request shares: operation, provider, model and the sampling parameters passed."""
     attrs: Attributes = {
-        sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+        sc.GEN_AI_OPERATION_NAME: operation,
         sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_MISTRAL,
         sc.GEN_AI_SYSTEM: sc.PROVIDER_MISTRAL,
-        sc.LLM_REQUEST_TYPE: sc.OPERATION_CHAT,
+        sc.LLM_REQUEST_TYPE: request_type,
     }
     model = kwargs.get("model")
     if isinstance(model, str) and model:
@@ -352,6 +357,14 @@ def request_attributes(
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
     elif isinstance(stop, (list, tuple)) and stop:
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [_as_text(s) for s in stop]
+    return attrs
+
+
+def request_attributes(
+    kwargs: Mapping[str, Any], capture_content: bool, stream: bool = False, max_indexed: int = MAX_INDEXED_MESSAGES
+) -> Attributes:
+    """A chat request's attributes, known before the call. Parameters appear only when the caller passed them."""
+    attrs = common_request_attributes(kwargs, sc.OPERATION_CHAT, sc.OPERATION_CHAT, stream)
     if capture_content:
         attrs.update(guarded("prompt extraction", prompt_attributes, kwargs.get("messages"), max_indexed))
         attrs.update(guarded("tool definitions", tool_attributes, kwargs.get("tools")))
@@ -521,11 +534,13 @@ def response_choices(response: Any) -> list[Choice]:
     return result
 
 
+def response_identity(response: Any) -> Attributes:
+    return _identity_attributes(field_of(response, "id"), field_of(response, "model"))
+
+
 def response_attributes(response: Any, capture_content: bool) -> Attributes:
     """Attributes of a complete (non-streamed) chat response."""
-    attrs = guarded(
-        "response identity", lambda: _identity_attributes(field_of(response, "id"), field_of(response, "model"))
-    )
+    attrs = guarded("response identity", response_identity, response)
     attrs.update(guarded("response usage", lambda: usage_attributes(field_of(response, "usage"))))
     attrs.update(guarded("response output", lambda: completion_attributes(response_choices(response), capture_content)))
     return attrs

@@ -28,6 +28,7 @@ from respan_auto import content
 from respan_auto import semconv as sc
 from respan_auto._guard import report_once
 from respan_auto.instrumentation.mistralai import attributes as attrs
+from respan_auto.instrumentation.mistralai.families import CHAT, Family
 
 # Set in the context while a traced call runs: a nested call (``parse`` calling ``complete``,
 # a second instrumentor layer) and the SDK's own tracing hook see it and stay quiet.
@@ -83,12 +84,14 @@ class Telemetry:
             sc.METRIC_TIME_PER_OUTPUT_CHUNK, unit="s", description="Time per output chunk, after the first"
         )
 
-    def begin(self, instance: Any, kwargs: Mapping[str, Any], stream: bool = False) -> Call | None:
+    def begin(
+        self, instance: Any, kwargs: Mapping[str, Any], stream: bool = False, family: Family = CHAT
+    ) -> Call | None:
         """Start a span for a call, or return None when this call must not be traced."""
         if in_traced_call() or not is_instrumentation_enabled():
             return None
         try:
-            return Call(self, instance, kwargs, stream)
+            return Call(self, family, instance, kwargs, stream)
         except Exception as exc:  # noqa: BLE001
             report_once("span start", exc)
             return None
@@ -109,15 +112,18 @@ def _server_url(instance: Any, kwargs: Mapping[str, Any]) -> str | None:
 class Call:
     """The span of one call, current while the SDK method runs and ended exactly once."""
 
-    __slots__ = ("_ended", "_lock", "_metric_attrs", "_token", "capture", "span", "start_ns", "telemetry")
+    __slots__ = ("_ended", "_lock", "_metric_attrs", "_token", "capture", "family", "span", "start_ns", "telemetry")
 
-    def __init__(self, telemetry: Telemetry, instance: Any, kwargs: Mapping[str, Any], stream: bool) -> None:
+    def __init__(
+        self, telemetry: Telemetry, family: Family, instance: Any, kwargs: Mapping[str, Any], stream: bool
+    ) -> None:
         self.telemetry = telemetry
+        self.family = family
         self._ended = False
         self._lock = threading.Lock()
         self._token = None
         self.capture = content.enabled(telemetry.pinned)
-        request = attrs.request_attributes(kwargs, self.capture, stream, telemetry.max_indexed)
+        request = family.request(kwargs, self.capture, stream, telemetry.max_indexed)
         try:
             url = _server_url(instance, kwargs)
             if url:
@@ -125,7 +131,7 @@ class Call:
         except Exception as exc:  # noqa: BLE001
             report_once("server address", exc)
         model = request.get(sc.GEN_AI_REQUEST_MODEL)
-        name = f"{sc.OPERATION_CHAT} {model}" if model else sc.OPERATION_CHAT
+        name = f"{family.operation} {model}" if model else family.operation
         self._metric_attrs = {k: request[k] for k in _METRIC_KEYS if k in request}
         self.start_ns = time.time_ns()
         self.span = telemetry.tracer.start_span(
@@ -163,7 +169,7 @@ class Call:
         outcome: Mapping[str, Any] = {}
         try:
             if response is not None:
-                outcome = attrs.response_attributes(response, self.capture)
+                outcome = self.family.response(response, self.capture)
             elif stream is not None:
                 outcome = stream.attributes()
             written = dict(outcome)

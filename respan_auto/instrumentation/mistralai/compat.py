@@ -1,7 +1,7 @@
-"""Where each mistralai generation keeps its chat class, found without importing mistralai.
+"""Where each mistralai generation keeps its API classes, found without importing mistralai.
 
-1.x: ``mistralai.chat``; 2.x and 3.x: ``mistralai.client.chat``. Each generation's own
-tracing hook lives in ``<root>._hooks.tracing``.
+1.x: ``mistralai.chat``, ``mistralai.fim``, ...; 2.x and 3.x: ``mistralai.client.chat``, ... (the module of
+each family is in ``families.py``). Each generation's own tracing hook lives in ``<root>._hooks.tracing``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from types import ModuleType
 
 from respan_auto._guard import warn_once
 
-# (root package, chat module, the SDK's tracing-hook module)
-LAYOUTS = (
-    ("mistralai", "mistralai.chat", "mistralai._hooks.tracing"),
-    ("mistralai.client", "mistralai.client.chat", "mistralai.client._hooks.tracing"),
+# (root package, the SDK's tracing-hook module), oldest generation first
+ROOTS = (
+    ("mistralai", "mistralai._hooks.tracing"),
+    ("mistralai.client", "mistralai.client._hooks.tracing"),
 )
-CHAT_CLASS = "Chat"
 SDK_TRACER_FUNCTION = "get_or_create_otel_tracer"
 
 
@@ -51,13 +50,15 @@ def check_layout(module: ModuleType) -> None:
         )
 
 
-def chat_class(module: ModuleType) -> type | None:
-    cls = getattr(module, CHAT_CLASS, None)
+def family_class(module: ModuleType, name: str) -> type | None:
+    """The family's class in its module, or None (said once) when this SDK release does not have it there."""
+    cls = getattr(module, name, None)
     if not isinstance(cls, type):
         warn_once(
-            f"chat-class:{module.__name__}",
-            "respan_auto: %s has no Chat class in mistralai %s; Mistral calls will not be traced",
+            f"class:{module.__name__}.{name}",
+            "respan_auto: %s has no %s class in mistralai %s; those Mistral calls will not be traced",
             module.__name__,
+            name,
             _installed_version(),
         )
         return None

@@ -1,4 +1,4 @@
-"""The wrappers around ``Chat.complete``/``stream`` (sync and async) and their installation."""
+"""The wrappers around each family's methods (plain and streamed, sync and async) and their installation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import wrapt
 
 from respan_auto._guard import report_once, warn_once
 from respan_auto.instrumentation.mistralai.call import Call, Telemetry, in_traced_call
+from respan_auto.instrumentation.mistralai.families import CHAT, Family
 from respan_auto.instrumentation.mistralai.stream import wrap_async_stream, wrap_stream
 
 Wrapper = Callable[[Any, Any, tuple, dict], Any]
@@ -30,9 +31,9 @@ def _returned(call: Call, on_result: OnResult, result: Any) -> Any:
     return on_result(call, result)
 
 
-def _sync_wrapper(telemetry: Telemetry, on_result: OnResult, stream: bool) -> Wrapper:
+def _sync_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, stream: bool) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = telemetry.begin(instance, kwargs, stream)
+        call = telemetry.begin(instance, kwargs, stream, family)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
@@ -52,13 +53,13 @@ def _named_after(function: Any, wrapped: Any) -> None:
             setattr(function, attribute, name)
 
 
-def _async_wrapper(telemetry: Telemetry, on_result: OnResult, stream: bool) -> Wrapper:
+def _async_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, stream: bool) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         # The span starts when the coroutine runs, as the SDK's own work does, and the SDK's coroutine is
         # made only then: one that the app (or a layer above) drops is ours alone, and it carries the SDK
         # method's name, so the "never awaited" warning reads exactly as it would without us.
         async def traced() -> Any:
-            call = telemetry.begin(instance, kwargs, stream)
+            call = telemetry.begin(instance, kwargs, stream, family)
             if call is None:
                 return await wrapped(*args, **kwargs)
             try:
@@ -74,14 +75,22 @@ def _async_wrapper(telemetry: Telemetry, on_result: OnResult, stream: bool) -> W
     return wrapper
 
 
+def family_wrappers(telemetry: Telemetry, family: Family) -> dict[str, Wrapper]:
+    """The wrapper for each method of the family's class we trace."""
+    wrappers = {}
+    for name in family.methods:
+        is_async, stream = name.endswith("_async"), name.startswith("stream")
+        if is_async:
+            wrappers[name] = _async_wrapper(
+                telemetry, family, wrap_async_stream if stream else _end_with_response, stream
+            )
+        else:
+            wrappers[name] = _sync_wrapper(telemetry, family, wrap_stream if stream else _end_with_response, stream)
+    return wrappers
+
+
 def chat_wrappers(telemetry: Telemetry) -> dict[str, Wrapper]:
-    """The wrapper for each ``Chat`` method we trace."""
-    return {
-        "complete": _sync_wrapper(telemetry, _end_with_response, stream=False),
-        "complete_async": _async_wrapper(telemetry, _end_with_response, stream=False),
-        "stream": _sync_wrapper(telemetry, wrap_stream, stream=True),
-        "stream_async": _async_wrapper(telemetry, wrap_async_stream, stream=True),
-    }
+    return family_wrappers(telemetry, CHAT)
 
 
 def quiet_sdk_tracer(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -124,12 +133,13 @@ class Patcher:
                 report_once("unpatch", exc)
 
 
-def patch_chat_class(patcher: Patcher, chat_cls: Any, wrappers: dict[str, Wrapper], where: str) -> None:
-    missing = [name for name, wrapper in wrappers.items() if not patcher.wrap(chat_cls, name, wrapper)]
+def patch_family_class(patcher: Patcher, cls: Any, wrappers: dict[str, Wrapper], where: str) -> None:
+    missing = [name for name, wrapper in wrappers.items() if not patcher.wrap(cls, name, wrapper)]
     if missing:
         warn_once(
-            f"chat-methods:{where}",
-            "respan_auto: %s.Chat has no %s; those Mistral calls will not be traced",
+            f"methods:{where}.{cls.__name__}",
+            "respan_auto: %s.%s has no %s; those Mistral calls will not be traced",
             where,
+            cls.__name__,
             ", ".join(missing),
         )

@@ -1,0 +1,198 @@
+"""FIM and embeddings calls, sync and async, plain and streamed, on the real SDK against the loopback stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from typing import Any
+
+import pytest
+import wrapt
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.trace import SpanKind, StatusCode
+
+from respan_auto.instrumentation.mistralai import families
+from respan_auto.testing.mistral_server import EMBEDDING_DIMENSION, RESPONSE_MODEL
+
+FIM_MODEL = "codestral-latest"
+EMBED_MODEL = "mistral-embed"
+PROMPT = "def fibonacci(n):\n    "
+SUFFIX = "\n    return result"
+
+
+def run(new_client: Any, is_async: bool, method: str, **kwargs: Any) -> Any:
+    """``client.<family>.<method>(**kwargs)``, or its ``_async`` twin run to completion."""
+    family, name = method.split(".")
+    owner = getattr(new_client(), family)
+    if is_async:
+        return asyncio.run(getattr(owner, name + "_async")(**kwargs))
+    return getattr(owner, name)(**kwargs)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_fim_call_is_one_text_completion_span(new_client, spans, server, is_async):
+    response = run(
+        new_client,
+        is_async,
+        "fim.complete",
+        model=FIM_MODEL,
+        prompt=PROMPT,
+        suffix=SUFFIX,
+        temperature=0.1,
+        stop=["\n\n"],
+    )
+    span = spans.one()
+    a = span.attributes
+    assert span.name == f"text_completion {FIM_MODEL}" and span.kind is SpanKind.CLIENT
+    assert a["gen_ai.operation.name"] == "text_completion" and a["llm.request.type"] == "completion"
+    assert a["gen_ai.provider.name"] == "mistral_ai" and a["gen_ai.request.model"] == FIM_MODEL
+    assert a["gen_ai.request.temperature"] == 0.1 and a["gen_ai.request.stop_sequences"] == ("\n\n",)
+    assert a["gen_ai.response.model"] == RESPONSE_MODEL == response.model and a["gen_ai.response.id"] == response.id
+    assert a["gen_ai.usage.input_tokens"] == response.usage.prompt_tokens
+    assert a["gen_ai.usage.output_tokens"] == response.usage.completion_tokens
+    assert a["gen_ai.prompt.0.role"] == "user" and a["gen_ai.prompt.0.content"] == PROMPT
+    assert a["respan.fim.suffix"] == SUFFIX
+    assert a["gen_ai.completion.0.content"] == response.choices[0].message.content
+    assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
+    assert a["server.port"] == server.server_address[1]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_streamed_fim_call_has_its_chunks_and_text(new_client, spans, is_async):
+    async def consume_async() -> list[Any]:
+        stream = await new_client().fim.stream_async(model=FIM_MODEL, prompt=PROMPT + "#chunks=4")
+        return [event async for event in stream]
+
+    if is_async:
+        events = asyncio.run(consume_async())
+    else:
+        with new_client().fim.stream(model=FIM_MODEL, prompt=PROMPT + "#chunks=4") as stream:
+            events = list(stream)
+    text = "".join(e.data.choices[0].delta.content or "" for e in events if e.data.choices)
+    span = spans.one()
+    a = span.attributes
+    assert span.name == f"text_completion {FIM_MODEL}" and a["gen_ai.request.stream"] is True
+    assert a["respan.stream.chunk_count"] == len(events) and a["respan.stream.completed"] is True
+    assert a["gen_ai.completion.0.content"] == text != ""
+    assert a["gen_ai.response.time_to_first_chunk"] > 0
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_embeddings_call_records_usage_count_and_dimension_never_the_vectors(new_client, spans, is_async):
+    texts = ["the first text", "a second one"]
+    response = run(new_client, is_async, "embeddings.create", model=EMBED_MODEL, inputs=texts)
+    span = spans.one()
+    a = span.attributes
+    assert span.name == f"embeddings {EMBED_MODEL}" and span.kind is SpanKind.CLIENT
+    assert a["gen_ai.operation.name"] == "embeddings" and a["llm.request.type"] == "embedding"
+    assert a["gen_ai.response.model"] == response.model and a["gen_ai.response.id"] == response.id
+    assert a["gen_ai.usage.input_tokens"] == response.usage.prompt_tokens == 6
+    assert a["respan.embeddings.count"] == len(response.data) == 2
+    assert a["gen_ai.embeddings.dimension.count"] == EMBEDDING_DIMENSION
+    assert [a["gen_ai.prompt.0.content"], a["gen_ai.prompt.1.content"]] == texts
+    assert "gen_ai.completion.0.content" not in a and "gen_ai.output.messages" not in a
+    vector_text = str(response.data[0].embedding[1])
+    assert not any(vector_text in str(value) for value in a.values())
+
+
+def test_embeddings_parameters_and_one_string(client, spans):
+    client.embeddings.create(model=EMBED_MODEL, inputs="just one", output_dimension=4)
+    a = spans.one().attributes
+    assert a["gen_ai.embeddings.dimension.count"] == 4 and a["respan.embeddings.count"] == 1
+    assert a["gen_ai.prompt.0.content"] == "just one" and "gen_ai.prompt.1.content" not in a
+
+
+@pytest.mark.parametrize("method", ["fim.complete", "embeddings.create"])
+def test_an_error_is_recorded_and_reraised_unchanged(new_client, uninstrumented, spans, method):
+    kwargs = (
+        {"model": FIM_MODEL, "prompt": "x #500"}
+        if method == "fim.complete"
+        else {"model": EMBED_MODEL, "inputs": ["x #500"]}
+    )
+    with pytest.raises(Exception) as traced:
+        run(new_client, False, method, **kwargs)
+    with uninstrumented(), pytest.raises(Exception) as bare:
+        run(new_client, False, method, **kwargs)
+    assert type(traced.value) is type(bare.value) and str(traced.value) == str(bare.value)
+    span = spans.one()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["http.response.status_code"] == 500
+    assert span.attributes["error.type"] == type(traced.value).__qualname__
+
+
+@pytest.mark.parametrize("method", ["fim.complete", "embeddings.create"])
+def test_content_off_records_no_prompt_suffix_or_completion(new_client, spans, instrument, method):
+    instrument(capture_content=False)
+    kwargs = (
+        {"model": FIM_MODEL, "prompt": PROMPT, "suffix": SUFFIX}
+        if method == "fim.complete"
+        else {
+            "model": EMBED_MODEL,
+            "inputs": [PROMPT],
+        }
+    )
+    run(new_client, False, method, **kwargs)
+    a = spans.one().attributes
+    assert a["gen_ai.usage.input_tokens"] > 0
+    leaked = [k for k, v in a.items() if isinstance(v, str) and ("fibonacci" in v or "return result" in v)]
+    assert leaked == []
+    assert not any(k.startswith(("gen_ai.prompt.", "gen_ai.completion.", "respan.fim.")) for k in a)
+
+
+def test_the_sdk_behaves_as_without_us(new_client, uninstrumented, spans):
+    client = new_client()
+    traced = run(new_client, False, "embeddings.create", model=EMBED_MODEL, inputs=["same"])
+    signatures = [
+        inspect.signature(m) for m in (client.fim.complete, client.fim.stream_async, client.embeddings.create)
+    ]
+    patched = [vars(type(client.fim))["complete"], vars(type(client.embeddings))["create_async"]]
+    assert all(isinstance(method, wrapt.FunctionWrapper) for method in patched)
+    with uninstrumented():
+        restored = [vars(type(client.fim))["complete"], vars(type(client.embeddings))["create_async"]]
+        assert not any(isinstance(method, wrapt.FunctionWrapper) for method in restored)
+        bare = run(new_client, False, "embeddings.create", model=EMBED_MODEL, inputs=["same"])
+        bare_client = new_client()
+        methods = (bare_client.fim.complete, bare_client.fim.stream_async, bare_client.embeddings.create)
+        assert [inspect.signature(m) for m in methods] == signatures
+    assert type(traced) is type(bare) and traced.model_dump() == bare.model_dump()
+    assert inspect.iscoroutinefunction(client.embeddings.create_async)
+
+
+_values = st.one_of(
+    st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8), st.lists(st.text(max_size=4))
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["model", "inputs", "prompt", "suffix", "encoding_format", "output_dimension", "stop", "temperature"]
+        ),
+        _values,
+    )
+)
+def test_request_extraction_never_raises(kwargs):
+    for capture in (False, True):
+        for extract in (families.fim_request_attributes, families.embeddings_request_attributes):
+            attributes = extract(kwargs, capture, False, 16)
+            assert attributes["gen_ai.provider.name"] == "mistral_ai"
+            if not capture:
+                assert not any(k.startswith(("gen_ai.prompt.", "respan.fim.")) for k in attributes)
+
+
+@given(
+    st.recursive(
+        _values,
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["data", "usage", "embedding", "id", "model", "prompt_tokens"]), inner, max_size=4
+            )
+        ),
+    )
+)
+def test_embeddings_response_extraction_never_raises(response):
+    attributes = families.embeddings_response_attributes(response, True)
+    assert isinstance(attributes, dict)
