@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from respan_auto.instrumentation.mistralai import families
 from respan_auto.testing.mistral_server import EMBEDDING_DIMENSION, RESPONSE_MODEL
+from tests.conftest import run_python
 
 FIM_MODEL = "codestral-latest"
 EMBED_MODEL = "mistral-embed"
@@ -196,3 +197,47 @@ def test_request_extraction_never_raises(kwargs):
 def test_embeddings_response_extraction_never_raises(response):
     attributes = families.embeddings_response_attributes(response, True)
     assert isinstance(attributes, dict)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'client.fim.complete(model="hook-model", prompt="def f():")',
+        'client.embeddings.create(model="hook-model", inputs=["hi"])',
+    ],
+    ids=["fim", "embeddings"],
+)
+def test_the_sdk_own_tracing_never_doubles_our_span(sdk, server, call):
+    """mistralai <= 2.4.9 traces by itself under a global provider, later ones with MISTRAL_SDK_TELEMETRY=global."""
+    code = f"""
+        import json
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        from {sdk.root} import Mistral
+        client = Mistral(api_key="k", server_url="{server.url}")
+
+        def scopes():
+            exporter.clear()
+            {call}
+            return [s.instrumentation_scope.name for s in exporter.get_finished_spans()]
+
+        bare = scopes()
+        instrumentor = MistralAIInstrumentor()
+        instrumentor.instrument()
+        traced = scopes()
+        instrumentor.uninstrument()
+        print(json.dumps({{"bare": bare, "traced": traced}}))
+        """
+    result = run_python(code, env={"MISTRAL_SDK_TELEMETRY": "global"})
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["traced"] == ["respan_auto.instrumentation.mistralai"], seen
+    assert seen["bare"] != [], seen  # the control: the SDK does trace this call by itself here
