@@ -57,10 +57,19 @@ GEN_AI_EMBEDDINGS_DIMENSION_COUNT = _conventional(
     _gen_ai, "GEN_AI_EMBEDDINGS_DIMENSION_COUNT", "gen_ai.embeddings.dimension.count"
 )
 
+GEN_AI_AGENT_ID = _conventional(_gen_ai, "GEN_AI_AGENT_ID", "gen_ai.agent.id")
+
+
+def _operation(name: str, spelling: str) -> str:
+    member = getattr(_gen_ai.GenAiOperationNameValues, name, None)
+    return str(member.value) if member is not None else spelling
+
+
 # gen_ai.operation.name values and the provider name, as the conventions spell them
-OPERATION_CHAT = _gen_ai.GenAiOperationNameValues.CHAT.value
-OPERATION_TEXT_COMPLETION = _gen_ai.GenAiOperationNameValues.TEXT_COMPLETION.value
-OPERATION_EMBEDDINGS = _gen_ai.GenAiOperationNameValues.EMBEDDINGS.value
+OPERATION_CHAT = _operation("CHAT", "chat")
+OPERATION_TEXT_COMPLETION = _operation("TEXT_COMPLETION", "text_completion")
+OPERATION_EMBEDDINGS = _operation("EMBEDDINGS", "embeddings")
+OPERATION_INVOKE_AGENT = _operation("INVOKE_AGENT", "invoke_agent")
 PROVIDER_MISTRAL = "mistral_ai"
 
 # GenAI client metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -180,3 +181,30 @@ def run_python(code: str, env: dict[str, str] | None = None, cwd: Path | None = 
         cwd=str(cwd or REPO),
         timeout=120,
     )
+
+
+# A fresh interpreter with a global provider and a client, where the SDK's own tracing traces by itself (always on
+# mistralai <= 2.4.9 under a global provider, with MISTRAL_SDK_TELEMETRY=global later): ``body`` runs after it and
+# prints one JSON line, which is returned.
+_SDK_TRACING_SETUP = """
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+from {root} import Mistral
+client = Mistral(api_key="k", server_url="{url}")
+"""
+
+
+def with_sdk_tracing(sdk: Sdk, server: MistralServer, body: str) -> Any:
+    code = _SDK_TRACING_SETUP.format(root=sdk.root, url=server.url) + textwrap.dedent(body)
+    result = run_python(code, env={"MISTRAL_SDK_TELEMETRY": "global"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -231,6 +231,7 @@ def test_json_has_the_facts_and_masks_the_key(tmp_path):
         "Chat": ["complete", "complete_async", "stream", "stream_async"],
         "FIM": ["complete", "complete_async", "stream", "stream_async"],
         "embeddings": ["create", "create_async"],
+        "agents": ["complete", "complete_async", "stream", "stream_async"],
     }
 
 

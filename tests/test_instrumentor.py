@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from importlib.metadata import entry_points
 
 import wrapt
 
 from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
-from tests.conftest import run_python, user
+from tests.conftest import run_python, user, with_sdk_tracing
 
 METHODS = ("complete", "complete_async", "stream", "stream_async")
 
@@ -141,25 +140,14 @@ def test_entry_point_and_instruments_extra():
 
 def test_sdk_own_tracing_hook_yields_one_span_with_model(sdk, server):
     """mistralai <= 2.4.9 traces by itself under a global provider; later ones with MISTRAL_SDK_TELEMETRY."""
-    code = f"""
-        import json
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
-
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        trace.set_tracer_provider(provider)
-        from {sdk.root} import Mistral
-        client = Mistral(api_key="k", server_url="{server.url}")
-
+    seen = with_sdk_tracing(
+        sdk,
+        server,
+        """
         def model_spans():
             exporter.clear()
-            client.chat.complete(model="hook-model", messages=[{{"role": "user", "content": "hi"}}])
-            for _ in client.chat.stream(model="hook-model", messages=[{{"role": "user", "content": "hi"}}]):
+            client.chat.complete(model="hook-model", messages=[{"role": "user", "content": "hi"}])
+            for _ in client.chat.stream(model="hook-model", messages=[{"role": "user", "content": "hi"}]):
                 pass
             return [s.name for s in exporter.get_finished_spans() if "gen_ai.request.model" in s.attributes]
 
@@ -168,11 +156,9 @@ def test_sdk_own_tracing_hook_yields_one_span_with_model(sdk, server):
         instrumentor.instrument()
         traced = model_spans()
         instrumentor.uninstrument()
-        print(json.dumps({{"bare": bare, "traced": traced, "after": model_spans()}}))
-        """
-    result = run_python(code, env={"MISTRAL_SDK_TELEMETRY": "global"})
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+        print(json.dumps({"bare": bare, "traced": traced, "after": model_spans()}))
+        """,
+    )
     # the control: the SDK really does trace by itself in this set-up
     assert len(seen["bare"]) == 2, seen
     assert seen["traced"] == ["chat hook-model", "chat hook-model"], seen

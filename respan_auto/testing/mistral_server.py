@@ -1,4 +1,4 @@
-"""A loopback stand-in for the Mistral chat, FIM and embeddings APIs: JSON and chunked SSE, as the real API speaks.
+"""A loopback stand-in for the Mistral chat, agents, FIM and embeddings APIs: JSON and chunked SSE, as the API speaks.
 
 Used by the offline examples, the tests and the benchmark. It binds to 127.0.0.1 only.
 
@@ -210,7 +210,7 @@ def error_for(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-_ROUTES = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings")
+_ROUTES = ("/v1/chat/completions", "/v1/agents/completions", "/v1/fim/completions", "/v1/embeddings")
 
 
 class _Handler(BaseHTTPRequestHandler):

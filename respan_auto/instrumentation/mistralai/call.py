@@ -130,8 +130,8 @@ class Call:
                 request.update(attrs.server_attributes(url))
         except Exception as exc:  # noqa: BLE001
             report_once("server address", exc)
-        model = request.get(sc.GEN_AI_REQUEST_MODEL)
-        name = f"{family.operation} {model}" if model else family.operation
+        named = request.get(family.named_by)
+        name = f"{family.operation} {named}" if named else family.operation
         self._metric_attrs = {k: request[k] for k in _METRIC_KEYS if k in request}
         self.start_ns = time.time_ns()
         self.span = telemetry.tracer.start_span(

@@ -7,7 +7,8 @@ pure extraction, here and in ``attributes.py``:
 - FIM: ``Fim.complete``/``stream``, a ``text_completion`` whose prompt is one user message (the code before the gap)
   and whose suffix (the code after it) is ``respan.fim.suffix``; its answers have the chat shape;
 - embeddings: ``Embeddings.create``, whose inputs are user messages; the answer's usage, how many vectors came
-  back and their dimension, never the vectors.
+  back and their dimension, never the vectors;
+- agents: ``Agents.complete``/``stream``, an ``invoke_agent`` named after ``gen_ai.agent.id``, read as chat.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Family:
     operation: str
     request: RequestReader
     response: ResponseReader
+    named_by: str = sc.GEN_AI_REQUEST_MODEL  # the request attribute the span's name ends with
 
 
 def _texts(value: Any) -> list[str]:
@@ -77,6 +79,16 @@ def embeddings_request_attributes(
     return out
 
 
+def agents_request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int) -> Attributes:
+    """A chat request to an agent: the same messages and parameters, and the agent instead of a model."""
+    out = attrs.request_attributes(kwargs, capture, stream, max_indexed)
+    out[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_INVOKE_AGENT
+    agent = kwargs.get("agent_id")
+    if isinstance(agent, str) and agent:
+        out[sc.GEN_AI_AGENT_ID] = agent
+    return out
+
+
 def _embeddings_output(response: Any) -> Attributes:
     data = attrs.field_of(response, "data")
     if not isinstance(data, (list, tuple)):
@@ -112,4 +124,14 @@ EMBEDDINGS = Family(
     embeddings_request_attributes,
     embeddings_response_attributes,
 )
-FAMILIES = (CHAT, FIM, EMBEDDINGS)
+AGENTS = Family(
+    "agents",
+    "agents",
+    "Agents",
+    _COMPLETIONS,
+    sc.OPERATION_INVOKE_AGENT,
+    agents_request_attributes,
+    attrs.response_attributes,
+    named_by=sc.GEN_AI_AGENT_ID,
+)
+FAMILIES = (CHAT, FIM, EMBEDDINGS, AGENTS)

@@ -1,4 +1,5 @@
-"""FIM and embeddings calls, sync and async, plain and streamed, on the real SDK against the loopback stand-in."""
+"""The families beside chat (FIM, embeddings, agents), sync and async, plain and streamed, on the real SDK against
+the loopback stand-in."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from respan_auto.instrumentation.mistralai import families
 from respan_auto.testing.mistral_server import EMBEDDING_DIMENSION, RESPONSE_MODEL
-from tests.conftest import run_python
+from tests.conftest import with_sdk_tracing
 
 FIM_MODEL = "codestral-latest"
 EMBED_MODEL = "mistral-embed"
@@ -98,6 +99,35 @@ def test_an_embeddings_call_records_usage_count_and_dimension_never_the_vectors(
     assert not any(vector_text in str(value) for value in a.values())
 
 
+AGENT = "ag:3996db2b:20251127:support:0a1b2c3d"
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_agent_call_is_one_invoke_agent_span_named_after_the_agent(new_client, spans, is_async):
+    messages = [{"role": "user", "content": "where is my order?"}]
+    response = run(new_client, is_async, "agents.complete", agent_id=AGENT, messages=messages, max_tokens=50)
+    span = spans.one()
+    a = span.attributes
+    assert span.name == f"invoke_agent {AGENT}" and span.kind is SpanKind.CLIENT
+    assert a["gen_ai.operation.name"] == "invoke_agent" and a["gen_ai.agent.id"] == AGENT
+    assert a["llm.request.type"] == "chat" and "gen_ai.request.model" not in a
+    assert a["gen_ai.request.max_tokens"] == 50
+    assert a["gen_ai.response.model"] == response.model == RESPONSE_MODEL
+    assert a["gen_ai.usage.output_tokens"] == response.usage.completion_tokens
+    assert a["gen_ai.prompt.0.content"] == "where is my order?"
+    assert a["gen_ai.completion.0.content"] == response.choices[0].message.content
+
+
+def test_a_streamed_agent_call_with_a_tool_call(client, spans):
+    messages = [{"role": "user", "content": "weather? #tools"}]
+    with client.agents.stream(agent_id=AGENT, messages=messages) as stream:
+        events = list(stream)
+    span = spans.one()
+    a = span.attributes
+    assert span.name == f"invoke_agent {AGENT}" and a["respan.stream.chunk_count"] == len(events)
+    assert json.loads(a["gen_ai.completion.0.tool_calls"])[0]["name"] == "get_weather"
+
+
 def test_embeddings_parameters_and_one_string(client, spans):
     client.embeddings.create(model=EMBED_MODEL, inputs="just one", output_dimension=4)
     a = spans.one().attributes
@@ -105,13 +135,16 @@ def test_embeddings_parameters_and_one_string(client, spans):
     assert a["gen_ai.prompt.0.content"] == "just one" and "gen_ai.prompt.1.content" not in a
 
 
-@pytest.mark.parametrize("method", ["fim.complete", "embeddings.create"])
+FAILING = {
+    "fim.complete": {"model": FIM_MODEL, "prompt": "x #500"},
+    "embeddings.create": {"model": EMBED_MODEL, "inputs": ["x #500"]},
+    "agents.complete": {"agent_id": AGENT, "messages": [{"role": "user", "content": "x #500"}]},
+}
+
+
+@pytest.mark.parametrize("method", list(FAILING))
 def test_an_error_is_recorded_and_reraised_unchanged(new_client, uninstrumented, spans, method):
-    kwargs = (
-        {"model": FIM_MODEL, "prompt": "x #500"}
-        if method == "fim.complete"
-        else {"model": EMBED_MODEL, "inputs": ["x #500"]}
-    )
+    kwargs = FAILING[method]
     with pytest.raises(Exception) as traced:
         run(new_client, False, method, **kwargs)
     with uninstrumented(), pytest.raises(Exception) as bare:
@@ -123,18 +156,17 @@ def test_an_error_is_recorded_and_reraised_unchanged(new_client, uninstrumented,
     assert span.attributes["error.type"] == type(traced.value).__qualname__
 
 
-@pytest.mark.parametrize("method", ["fim.complete", "embeddings.create"])
+SECRET_CALLS = {
+    "fim.complete": {"model": FIM_MODEL, "prompt": PROMPT, "suffix": SUFFIX},
+    "embeddings.create": {"model": EMBED_MODEL, "inputs": [PROMPT]},
+    "agents.complete": {"agent_id": AGENT, "messages": [{"role": "user", "content": PROMPT + SUFFIX}]},
+}
+
+
+@pytest.mark.parametrize("method", list(SECRET_CALLS))
 def test_content_off_records_no_prompt_suffix_or_completion(new_client, spans, instrument, method):
     instrument(capture_content=False)
-    kwargs = (
-        {"model": FIM_MODEL, "prompt": PROMPT, "suffix": SUFFIX}
-        if method == "fim.complete"
-        else {
-            "model": EMBED_MODEL,
-            "inputs": [PROMPT],
-        }
-    )
-    run(new_client, False, method, **kwargs)
+    run(new_client, False, method, **SECRET_CALLS[method])
     a = spans.one().attributes
     assert a["gen_ai.usage.input_tokens"] > 0
     leaked = [k for k, v in a.items() if isinstance(v, str) and ("fibonacci" in v or "return result" in v)]
@@ -146,7 +178,8 @@ def test_the_sdk_behaves_as_without_us(new_client, uninstrumented, spans):
     client = new_client()
     traced = run(new_client, False, "embeddings.create", model=EMBED_MODEL, inputs=["same"])
     signatures = [
-        inspect.signature(m) for m in (client.fim.complete, client.fim.stream_async, client.embeddings.create)
+        inspect.signature(m)
+        for m in (client.fim.complete, client.fim.stream_async, client.embeddings.create, client.agents.stream)
     ]
     patched = [vars(type(client.fim))["complete"], vars(type(client.embeddings))["create_async"]]
     assert all(isinstance(method, wrapt.FunctionWrapper) for method in patched)
@@ -155,7 +188,12 @@ def test_the_sdk_behaves_as_without_us(new_client, uninstrumented, spans):
         assert not any(isinstance(method, wrapt.FunctionWrapper) for method in restored)
         bare = run(new_client, False, "embeddings.create", model=EMBED_MODEL, inputs=["same"])
         bare_client = new_client()
-        methods = (bare_client.fim.complete, bare_client.fim.stream_async, bare_client.embeddings.create)
+        methods = (
+            bare_client.fim.complete,
+            bare_client.fim.stream_async,
+            bare_client.embeddings.create,
+            bare_client.agents.stream,
+        )
         assert [inspect.signature(m) for m in methods] == signatures
     assert type(traced) is type(bare) and traced.model_dump() == bare.model_dump()
     assert inspect.iscoroutinefunction(client.embeddings.create_async)
@@ -169,14 +207,28 @@ _values = st.one_of(
 @given(
     st.dictionaries(
         st.sampled_from(
-            ["model", "inputs", "prompt", "suffix", "encoding_format", "output_dimension", "stop", "temperature"]
+            [
+                "model",
+                "inputs",
+                "prompt",
+                "suffix",
+                "encoding_format",
+                "output_dimension",
+                "stop",
+                "agent_id",
+                "messages",
+            ]
         ),
         _values,
     )
 )
 def test_request_extraction_never_raises(kwargs):
     for capture in (False, True):
-        for extract in (families.fim_request_attributes, families.embeddings_request_attributes):
+        for extract in (
+            families.fim_request_attributes,
+            families.embeddings_request_attributes,
+            families.agents_request_attributes,
+        ):
             attributes = extract(kwargs, capture, False, 16)
             assert attributes["gen_ai.provider.name"] == "mistral_ai"
             if not capture:
@@ -204,26 +256,16 @@ def test_embeddings_response_extraction_never_raises(response):
     [
         'client.fim.complete(model="hook-model", prompt="def f():")',
         'client.embeddings.create(model="hook-model", inputs=["hi"])',
+        'client.agents.complete(agent_id="hook-agent", messages=[{"role": "user", "content": "hi"}])',
     ],
-    ids=["fim", "embeddings"],
+    ids=["fim", "embeddings", "agents"],
 )
 def test_the_sdk_own_tracing_never_doubles_our_span(sdk, server, call):
     """mistralai <= 2.4.9 traces by itself under a global provider, later ones with MISTRAL_SDK_TELEMETRY=global."""
-    code = f"""
-        import json
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
-
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        trace.set_tracer_provider(provider)
-        from {sdk.root} import Mistral
-        client = Mistral(api_key="k", server_url="{server.url}")
-
+    seen = with_sdk_tracing(
+        sdk,
+        server,
+        f"""
         def scopes():
             exporter.clear()
             {call}
@@ -235,9 +277,7 @@ def test_the_sdk_own_tracing_never_doubles_our_span(sdk, server, call):
         traced = scopes()
         instrumentor.uninstrument()
         print(json.dumps({{"bare": bare, "traced": traced}}))
-        """
-    result = run_python(code, env={"MISTRAL_SDK_TELEMETRY": "global"})
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+        """,
+    )
     assert seen["traced"] == ["respan_auto.instrumentation.mistralai"], seen
     assert seen["bare"] != [], seen  # the control: the SDK does trace this call by itself here
