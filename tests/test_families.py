@@ -27,7 +27,8 @@ SUFFIX = "\n    return result"
 def run(new_client: Any, is_async: bool, method: str, **kwargs: Any) -> Any:
     """``client.<family>.<method>(**kwargs)``, or its ``_async`` twin run to completion."""
     family, name = method.split(".")
-    owner = getattr(new_client(), family)
+    client = new_client()  # kept: some SDK releases close their HTTP client once the SDK object is collected
+    owner = getattr(client, family)
     if is_async:
         return asyncio.run(getattr(owner, name + "_async")(**kwargs))
     return getattr(owner, name)(**kwargs)
@@ -126,6 +127,55 @@ def test_a_streamed_agent_call_with_a_tool_call(client, spans):
     a = span.attributes
     assert span.name == f"invoke_agent {AGENT}" and a["respan.stream.chunk_count"] == len(events)
     assert json.loads(a["gen_ai.completion.0.tool_calls"])[0]["name"] == "get_weather"
+
+
+@pytest.fixture
+def azure(sdk, server, instrument):
+    """A fresh ``MistralAzure`` client per call (its async client is bound to the loop it first ran on)."""
+    if sdk.generation == 1:
+        from mistralai_azure import MistralAzure
+
+        return lambda: MistralAzure(azure_api_key="k", azure_endpoint=server.url)
+    from mistralai.azure.client import MistralAzure
+
+    return lambda: MistralAzure(api_key="k", server_url=server.url)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_the_azure_client_is_traced_like_the_main_one(azure, spans, server, is_async):
+    kwargs = {"model": "mistral-small-azure", "messages": [{"role": "user", "content": "hello from Azure"}]}
+    response = run(azure, is_async, "chat.complete", **kwargs)
+    client = azure()
+    with client.chat.stream(**kwargs) as stream:
+        events = list(stream)
+    plain, streamed = spans.finished()
+    for span in (plain, streamed):
+        assert span.name == "chat mistral-small-azure" and span.kind is SpanKind.CLIENT
+        assert span.attributes["server.address"] == "127.0.0.1"
+        assert span.attributes["server.port"] == server.server_address[1]
+        assert span.attributes["gen_ai.prompt.0.content"] == "hello from Azure"
+    assert plain.attributes["gen_ai.completion.0.content"] == response.choices[0].message.content
+    assert streamed.attributes["respan.stream.chunk_count"] == len(events)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_the_google_cloud_client_is_traced_like_the_main_one(sdk, server, instrument, spans, is_async):
+    """2.x and 3.x (1.x's ``MistralGoogleCloud`` takes no server URL: it cannot be pointed at a loopback address)."""
+    if sdk.generation == 1:
+        pytest.skip("mistralai 1.x's Google Cloud client always calls googleapis.com")
+    from mistralai.gcp.client import MistralGCP
+
+    def gcp() -> Any:
+        return MistralGCP(project_id="p", region="r", access_token="t", server_url=server.url)
+
+    chat = run(gcp, is_async, "chat.complete", model="mistral-small-2503", messages=[{"role": "user", "content": "hi"}])
+    fim = run(gcp, is_async, "fim.complete", model="codestral-2501", prompt=PROMPT)
+    chat_span, fim_span = spans.finished()
+    assert chat_span.name == "chat mistral-small-2503" and fim_span.name == "text_completion codestral-2501"
+    assert chat_span.attributes["gen_ai.completion.0.content"] == chat.choices[0].message.content
+    assert fim_span.attributes["gen_ai.prompt.0.content"] == PROMPT
+    assert fim_span.attributes["gen_ai.usage.output_tokens"] == fim.usage.completion_tokens
+    assert {s.attributes["server.address"] for s in (chat_span, fim_span)} == {"127.0.0.1"}
 
 
 def test_embeddings_parameters_and_one_string(client, spans):

@@ -210,7 +210,16 @@ def error_for(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-_ROUTES = ("/v1/chat/completions", "/v1/agents/completions", "/v1/fim/completions", "/v1/embeddings")
+# chat: Mistral's /v1/chat/completions, and the Azure client's /chat/completions (1.x) or /models/chat/completions;
+# the Google Cloud client posts chat and FIM alike to .../models/{model}:rawPredict (or :streamRawPredict)
+_ROUTES = (
+    "/chat/completions",
+    "/v1/agents/completions",
+    "/v1/fim/completions",
+    "/v1/embeddings",
+    ":rawPredict",
+    ":streamRawPredict",
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -248,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._read_json()
         self.server.record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        path = self.path.rstrip("/")
+        path = self.path.partition("?")[0].rstrip("/")
         if not isinstance(body, dict) or not path.endswith(_ROUTES):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
             return
@@ -256,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             error = error_for({"messages": [{"role": "user", "content": " ".join(_embedding_texts(body))}]})
             self._send_json(*(error or (200, embeddings_body(body))))
             return
-        if path.endswith("/v1/fim/completions"):
+        if path.endswith("/v1/fim/completions") or (path.endswith("Predict") and "prompt" in body):
             body = _as_chat(body)
         error = error_for(body)
         if error is not None:

@@ -1,7 +1,8 @@
 """Where each mistralai generation keeps its API classes, found without importing mistralai.
 
-1.x: ``mistralai.chat``, ``mistralai.fim``, ...; 2.x and 3.x: ``mistralai.client.chat``, ... (the module of
-each family is in ``families.py``). Each generation's own tracing hook lives in ``<root>._hooks.tracing``.
+1.x: ``mistralai.chat``, ``mistralai.fim``, ...; 2.x and 3.x: ``mistralai.client.chat``, ... (the module of each
+family is in ``families.py``); the cloud clients keep the same modules under their own roots. Each generation's own
+tracing hook lives in ``<root>._hooks.tracing``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ from types import ModuleType
 
 from respan_auto._guard import warn_once
 
-# (root package, the SDK's tracing-hook module), oldest generation first
-ROOTS = (
-    ("mistralai", "mistralai._hooks.tracing"),
-    ("mistralai.client", "mistralai.client._hooks.tracing"),
+# (root package, the SDK's tracing-hook module): each generation's own client, then its Azure and Google Cloud ones
+# (``MistralAzure``, ``MistralGoogleCloud``/``MistralGCP``), top-level packages on 1.x and under ``mistralai`` later
+ROOTS = tuple(
+    (root, f"{root}._hooks.tracing")
+    for root in (
+        "mistralai",
+        "mistralai.client",
+        "mistralai_azure",
+        "mistralai_gcp",
+        "mistralai.azure.client",
+        "mistralai.gcp.client",
+    )
 )
 SDK_TRACER_FUNCTION = "get_or_create_otel_tracer"
 
