@@ -70,6 +70,10 @@ OPERATION_CHAT = _operation("CHAT", "chat")
 OPERATION_TEXT_COMPLETION = _operation("TEXT_COMPLETION", "text_completion")
 OPERATION_EMBEDDINGS = _operation("EMBEDDINGS", "embeddings")
 OPERATION_INVOKE_AGENT = _operation("INVOKE_AGENT", "invoke_agent")
+# the conventions have no operation for these: our own values, in the same style
+OPERATION_MODERATION = "moderation"
+OPERATION_CLASSIFICATION = "classification"
+OPERATION_OCR = "ocr"
 PROVIDER_MISTRAL = "mistral_ai"
 
 # GenAI client metrics
@@ -101,6 +105,15 @@ RESPAN_STREAM_CHUNK_EVENT = "respan.stream.chunk"  # opt-in events: index and si
 RESPAN_GATEWAY_LOG_ID = "respan.gateway.log_id"
 RESPAN_FIM_SUFFIX = "respan.fim.suffix"  # the code after the gap a FIM call fills (content)
 RESPAN_EMBEDDINGS_COUNT = "respan.embeddings.count"  # how many vectors came back (never the vectors)
+RESPAN_MODERATION_FLAGGED = "respan.moderation.flagged"  # whether any input was flagged in any category
+RESPAN_MODERATION_CATEGORIES = "respan.moderation.flagged_categories"  # the categories flagged, for any input
+RESPAN_MODERATION_SCORES = "respan.moderation.category_scores"  # JSON: one {category: score} per input
+RESPAN_CLASSIFICATION_RESULTS = "respan.classification.results"  # JSON: one {target: {label: score}} per input
+RESPAN_OCR_DOCUMENT_TYPE = "respan.ocr.document.type"  # document_url, image_url or file (never the bytes)
+RESPAN_OCR_DOCUMENT_URL = "respan.ocr.document.url"  # content; never a data: URL
+RESPAN_OCR_PAGES = "respan.ocr.pages"  # pages returned
+RESPAN_OCR_PAGES_PROCESSED = "respan.ocr.pages_processed"
+RESPAN_OCR_DOCUMENT_SIZE = "respan.ocr.document.size_bytes"
 
 OWN_KEYS = frozenset(
     {
@@ -115,6 +128,15 @@ OWN_KEYS = frozenset(
         RESPAN_GATEWAY_LOG_ID,
         RESPAN_FIM_SUFFIX,
         RESPAN_EMBEDDINGS_COUNT,
+        RESPAN_MODERATION_FLAGGED,
+        RESPAN_MODERATION_CATEGORIES,
+        RESPAN_MODERATION_SCORES,
+        RESPAN_CLASSIFICATION_RESULTS,
+        RESPAN_OCR_DOCUMENT_TYPE,
+        RESPAN_OCR_DOCUMENT_URL,
+        RESPAN_OCR_PAGES,
+        RESPAN_OCR_PAGES_PROCESSED,
+        RESPAN_OCR_DOCUMENT_SIZE,
     }
 )
 OWN_PREFIXES = (f"{GEN_AI_PROMPT_PREFIX}.", f"{GEN_AI_COMPLETION_PREFIX}.", "respan.", "traceloop.")

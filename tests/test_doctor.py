@@ -232,6 +232,9 @@ def test_json_has_the_facts_and_masks_the_key(tmp_path):
         "FIM": ["complete", "complete_async", "stream", "stream_async"],
         "embeddings": ["create", "create_async"],
         "agents": ["complete", "complete_async", "stream", "stream_async"],
+        "moderation": ["moderate", "moderate_async", "moderate_chat", "moderate_chat_async"],
+        "classification": ["classify", "classify_async", "classify_chat", "classify_chat_async"],
+        "OCR": ["process", "process_async"],
     }
 
 

@@ -150,6 +150,14 @@ def _facts(span: dict[str, Any], a: dict[str, Any]) -> list[str]:
     if isinstance(vectors, int):
         dimension = a.get(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT)
         facts.append(_count(vectors, "vector") + (f" of {dimension} dimensions" if dimension else ""))
+    flagged = a.get(sc.RESPAN_MODERATION_CATEGORIES)
+    if sc.RESPAN_MODERATION_FLAGGED in a:
+        facts.append(
+            f"flagged {', '.join(map(str, flagged or ()))}" if a[sc.RESPAN_MODERATION_FLAGGED] else "not flagged"
+        )
+    if sc.RESPAN_OCR_PAGES in a:
+        size = a.get(sc.RESPAN_OCR_DOCUMENT_SIZE)
+        facts.append(_count(a[sc.RESPAN_OCR_PAGES], "page") + (f" from {size} bytes" if size is not None else ""))
     if sc.RESPAN_STREAM_CHUNK_COUNT in a:
         facts.append(_count(a[sc.RESPAN_STREAM_CHUNK_COUNT], "chunk"))
     first = a.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)

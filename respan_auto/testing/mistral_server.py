@@ -1,4 +1,5 @@
-"""A loopback stand-in for the Mistral chat, agents, FIM and embeddings APIs: JSON and chunked SSE, as the API speaks.
+"""A loopback stand-in for the Mistral API (chat, agents, FIM, embeddings, classifiers, OCR, and the cloud clients'
+chat): JSON and chunked SSE, as the API speaks.
 
 Used by the offline examples, the tests and the benchmark. It binds to 127.0.0.1 only.
 
@@ -15,6 +16,7 @@ marker              effect
 ``#chunks=N``       (stream) the text is sent as N chunks
 ``#slow``           (stream) 50 ms between chunks
 ``#malformed``      (stream) an undecodable event after the first chunk
+``#flag``           (moderation) the input is flagged for ``violence_and_threats``
 ``#500``, ``#401``  that HTTP error, with Mistral's error body
 ==================  ======================================================================
 """
@@ -25,7 +27,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -111,6 +113,55 @@ def embeddings_body(body: dict[str, Any]) -> dict[str, Any]:
             {"object": "embedding", "index": i, "embedding": [((i + 1) * (k + 1) % 7) / 7 for k in range(dimension)]}
             for i in range(len(texts))
         ],
+    }
+
+
+def _judged_texts(body: dict[str, Any]) -> list[str]:
+    """What a classifier judges: each text, or each conversation's text (messages, lists of them, or requests)."""
+    inputs = body.get("input", body.get("inputs"))
+    if isinstance(inputs, str):
+        return [inputs]
+    items = list(inputs or []) if isinstance(inputs, list) else [inputs]
+    if items and isinstance(items[0], dict) and "role" in items[0]:
+        items = [items]
+    items = [i.get("messages", []) if isinstance(i, dict) else i for i in items]
+    return [" ".join(str(m.get("content", "")) for m in i) if isinstance(i, list) else str(i) for i in items]
+
+
+def moderation_body(body: dict[str, Any]) -> dict[str, Any]:
+    """One result per input; ``#flag`` in it flags ``violence_and_threats``."""
+    results = []
+    for text in _judged_texts(body):
+        flagged = "#flag" in text
+        results.append(
+            {
+                "categories": {"violence_and_threats": flagged, "hate_and_discrimination": False},
+                "category_scores": {"violence_and_threats": 0.91 if flagged else 0.02, "hate_and_discrimination": 0.01},
+            }
+        )
+    return {"id": "mod-standin-0001", "model": body.get("model") or "mistral-moderation-latest", "results": results}
+
+
+def classification_body(body: dict[str, Any]) -> dict[str, Any]:
+    results = [{"intent": {"scores": {"support": 0.75, "sales": 0.25}}} for _ in _judged_texts(body)]
+    return {"id": "cls-standin-0001", "model": body.get("model") or "classifier", "results": results}
+
+
+def ocr_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Two pages of markdown, whatever the document."""
+    pages = [
+        {
+            "index": i,
+            "markdown": f"# Page {i + 1}",
+            "images": [],
+            "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+        }
+        for i in range(2)
+    ]
+    return {
+        "pages": pages,
+        "model": body.get("model") or "mistral-ocr-latest",
+        "usage_info": {"pages_processed": 2, "doc_size_bytes": 48213},
     }
 
 
@@ -210,13 +261,23 @@ def error_for(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
+# Plain JSON answers, by path after /v1: the texts whose markers decide, and the body of the answer.
+_JSON_ANSWERS: dict[str, tuple[Callable[[dict[str, Any]], list[str]], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "/embeddings": (_embedding_texts, embeddings_body),
+    "/moderations": (_judged_texts, moderation_body),
+    "/chat/moderations": (_judged_texts, moderation_body),
+    "/classifications": (_judged_texts, classification_body),
+    "/chat/classifications": (_judged_texts, classification_body),
+    "/ocr": (lambda body: [], ocr_body),
+}
+
 # chat: Mistral's /v1/chat/completions, and the Azure client's /chat/completions (1.x) or /models/chat/completions;
 # the Google Cloud client posts chat and FIM alike to .../models/{model}:rawPredict (or :streamRawPredict)
 _ROUTES = (
     "/chat/completions",
     "/v1/agents/completions",
     "/v1/fim/completions",
-    "/v1/embeddings",
+    *(f"/v1{path}" for path in _JSON_ANSWERS),
     ":rawPredict",
     ":streamRawPredict",
 )
@@ -261,9 +322,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not path.endswith(_ROUTES):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
             return
-        if path.endswith("/v1/embeddings"):
-            error = error_for({"messages": [{"role": "user", "content": " ".join(_embedding_texts(body))}]})
-            self._send_json(*(error or (200, embeddings_body(body))))
+        answer = _JSON_ANSWERS.get(path.rsplit("/v1", 1)[-1])
+        if answer is not None:
+            texts, answer_body = answer
+            error = error_for({"messages": [{"role": "user", "content": " ".join(texts(body))}]})
+            self._send_json(*(error or (200, answer_body(body))))
             return
         if path.endswith("/v1/fim/completions") or (path.endswith("Predict") and "prompt" in body):
             body = _as_chat(body)

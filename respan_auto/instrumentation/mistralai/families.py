@@ -8,11 +8,18 @@ pure extraction, here and in ``attributes.py``:
   and whose suffix (the code after it) is ``respan.fim.suffix``; its answers have the chat shape;
 - embeddings: ``Embeddings.create``, whose inputs are user messages; the answer's usage, how many vectors came
   back and their dimension, never the vectors;
-- agents: ``Agents.complete``/``stream``, an ``invoke_agent`` named after ``gen_ai.agent.id``, read as chat.
+- agents: ``Agents.complete``/``stream``, an ``invoke_agent`` named after ``gen_ai.agent.id``, read as chat;
+- classifiers: ``moderate``/``moderate_chat`` (``moderation``) and ``classify``/``classify_chat``
+  (``classification``): the texts or conversations judged (content), the flagged categories and the scores;
+- OCR: ``Ocr.process`` (``ocr``): the document's kind and address (never its bytes, nor a ``data:`` URL), pages
+  returned and processed, the document's size; the recognised text stays out of the span.
+
+The last three have no operation in the conventions: ``moderation``, ``classification`` and ``ocr`` are ours.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +96,115 @@ def agents_request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: 
     return out
 
 
+def classifier_request_attributes(
+    kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int, operation: str
+) -> Attributes:
+    """Texts (``moderate``, ``classify``) or conversations (``*_chat``) to judge; content, like any prompt."""
+    out = attrs.common_request_attributes(kwargs, operation, operation)
+    inputs: Any = kwargs.get("inputs", kwargs.get("input"))  # ``classify_chat`` takes ``input`` on 2.x and later
+    if not capture:
+        return out
+    conversations = _conversations(inputs)
+    if conversations is None:
+        out.update(_user_inputs(_texts(inputs), capture, max_indexed))
+        return out
+    messages = [message for conversation in conversations for message in conversation]
+    out.update(attrs.guarded("prompt extraction", attrs.prompt_attributes, messages, max_indexed))
+    return out
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _conversations(inputs: Any) -> list[list[Any]] | None:
+    """The conversations a ``*_chat`` call judges: messages, lists of them, or ``{"messages": [...]}`` requests."""
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not items:
+        return None
+    if attrs.field_of(items[0], "messages") is not None:
+        return [_listed(attrs.field_of(item, "messages")) for item in items]
+    if isinstance(items[0], (list, tuple)):
+        return [_listed(item) for item in items]
+    if attrs.field_of(items[0], "role") is not None:
+        return [items]
+    return None
+
+
+def _results(response: Any) -> list[Any]:
+    results = attrs.field_of(response, "results")
+    return list(results) if isinstance(results, (list, tuple)) else []
+
+
+def _moderation_output(response: Any) -> Attributes:
+    flagged: set[str] = set()
+    scores = []
+    for result in _results(response):
+        categories = attrs.to_plain(attrs.field_of(result, "categories"))
+        if isinstance(categories, Mapping):
+            flagged.update(str(name) for name, value in categories.items() if value is True)
+        scores.append(attrs.to_plain(attrs.field_of(result, "category_scores")))
+    return {
+        sc.RESPAN_MODERATION_FLAGGED: bool(flagged),
+        sc.RESPAN_MODERATION_CATEGORIES: sorted(flagged),
+        sc.RESPAN_MODERATION_SCORES: attrs.dumps(scores),
+    }
+
+
+def _classification_output(response: Any) -> Attributes:
+    results = [attrs.to_plain(result) for result in _results(response)]
+    return {sc.RESPAN_CLASSIFICATION_RESULTS: attrs.dumps(results)}
+
+
+def _judged(output: Callable[[Any], Attributes]) -> ResponseReader:
+    """A classifier's answer: its identity, and what it judged (scores, never the inputs)."""
+
+    def read(response: Any, capture_content: bool) -> Attributes:
+        out = attrs.guarded("response identity", attrs.response_identity, response)
+        out.update(attrs.guarded("classifier output", output, response))
+        return out
+
+    return read
+
+
+def ocr_request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int) -> Attributes:
+    """The document's kind, and its address when it is one (content); never its bytes."""
+    out = attrs.common_request_attributes(kwargs, sc.OPERATION_OCR, sc.OPERATION_OCR)
+    document = attrs.to_plain(kwargs.get("document"))
+    if isinstance(document, Mapping):
+        kind = document.get("type")
+        if isinstance(kind, str):
+            out[sc.RESPAN_OCR_DOCUMENT_TYPE] = kind
+        url = document.get("document_url") or document.get("image_url")
+        url = url.get("url") if isinstance(url, Mapping) else url
+        if capture and isinstance(url, str) and not url.startswith("data:"):
+            out[sc.RESPAN_OCR_DOCUMENT_URL] = url
+    return out
+
+
+def _ocr_output(response: Any) -> Attributes:
+    out: Attributes = {}
+    pages = attrs.field_of(response, "pages")
+    if isinstance(pages, (list, tuple)):
+        out[sc.RESPAN_OCR_PAGES] = len(pages)
+    usage = attrs.field_of(response, "usage_info")
+    for field, key in (
+        ("pages_processed", sc.RESPAN_OCR_PAGES_PROCESSED),
+        ("doc_size_bytes", sc.RESPAN_OCR_DOCUMENT_SIZE),
+    ):
+        value = attrs.field_of(usage, field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def ocr_response_attributes(response: Any, capture_content: bool) -> Attributes:
+    """Pages returned and processed, and the document's size; the recognised text stays out of the span."""
+    out = attrs.guarded("response identity", attrs.response_identity, response)
+    out.update(attrs.guarded("ocr output", _ocr_output, response))
+    return out
+
+
 def _embeddings_output(response: Any) -> Attributes:
     data = attrs.field_of(response, "data")
     if not isinstance(data, (list, tuple)):
@@ -134,4 +250,18 @@ AGENTS = Family(
     attrs.response_attributes,
     named_by=sc.GEN_AI_AGENT_ID,
 )
-FAMILIES = (CHAT, FIM, EMBEDDINGS, AGENTS)
+
+
+def _classifier(label: str, verb: str, operation: str, output: Callable[[Any], Attributes]) -> Family:
+    """A family of ``Classifiers``: ``verb`` on texts and ``verb_chat`` on conversations, sync and async."""
+    methods = (verb, f"{verb}_async", f"{verb}_chat", f"{verb}_chat_async")
+    request = functools.partial(classifier_request_attributes, operation=operation)
+    return Family(label, "classifiers", "Classifiers", methods, operation, request, _judged(output))
+
+
+MODERATION = _classifier("moderation", "moderate", sc.OPERATION_MODERATION, _moderation_output)
+CLASSIFICATION = _classifier("classification", "classify", sc.OPERATION_CLASSIFICATION, _classification_output)
+OCR = Family(
+    "OCR", "ocr", "Ocr", ("process", "process_async"), sc.OPERATION_OCR, ocr_request_attributes, ocr_response_attributes
+)
+FAMILIES = (CHAT, FIM, EMBEDDINGS, AGENTS, MODERATION, CLASSIFICATION, OCR)
