@@ -1,4 +1,6 @@
-"""Gateway mode: send every Mistral chat request through the Respan gateway, with no code change.
+"""Gateway mode: send every Mistral chat and embeddings request through the Respan gateway, with no code change.
+
+The gateway is OpenAI-compatible and serves those two; every other family keeps going to Mistral.
 
 The SDK's ``BaseSDK.do_request`` (and its async twin) is wrapped, so clients created before or
 after activation, sync or async, all follow the switch. A rerouted request gets the gateway's
@@ -22,6 +24,7 @@ from respan_auto import semconv as sc
 from respan_auto._guard import report_once
 
 CHAT_PATH = "/v1/chat/completions"
+ROUTED_PATHS = (CHAT_PATH, "/v1/embeddings")  # what the gateway serves
 PARAMS_HEADER = "X-Data-Respan-Params"
 LOG_ID_HEADER = "x-respan-log-id"
 BASESDK_MODULES = ("mistralai.basesdk", "mistralai.client.basesdk")
@@ -88,11 +91,11 @@ def respan_params() -> dict[str, Any]:
 
 
 def _reroute(request: Any) -> Any:
-    """A copy of a chat request aimed at the gateway, or the request itself when not ours to move."""
+    """A copy of a chat or embeddings request aimed at the gateway, or the request itself when not ours to move."""
     if _route is None:
         return request
-    path = request.url.path
-    if not path.endswith(CHAT_PATH):
+    path = next((p for p in ROUTED_PATHS if request.url.path.endswith(p)), None)
+    if path is None:
         return request
     base, key = _route
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length", "authorization")}
@@ -101,7 +104,7 @@ def _reroute(request: Any) -> Any:
     if params:
         encoded = json.dumps(params, ensure_ascii=False, default=str).encode()
         headers[PARAMS_HEADER] = base64.b64encode(encoded).decode("ascii")
-    url = base + CHAT_PATH
+    url = base + path
     if request.url.query:
         url += "?" + request.url.query.decode("ascii")
     return type(request)(

@@ -108,6 +108,22 @@ def test_clients_created_before_and_after_activation(sdk, server, gw):
     assert direct.headers["authorization"] == f"Bearer {MISTRAL_KEY}"
 
 
+def test_embeddings_go_to_the_gateway_and_other_families_to_mistral(sdk, routed, spans, instrument):
+    with MistralServer() as mistral:  # its own: the session's stand-in records chat requests only
+        client = sdk.client(mistral.url)
+        with gateway_params(cache_enabled=True):
+            vectors = client.embeddings.create(model="mistral-embed", inputs=["through the gateway"])
+            client.fim.complete(model="codestral-latest", prompt="def stays_direct():")
+    (embedding,) = routed.requests
+    assert embedding.path == "/api/v1/embeddings" and embedding.body["input"] == ["through the gateway"]
+    assert embedding.headers["authorization"] == f"Bearer {RESPAN_KEY}" and params_of(embedding)["cache_enabled"]
+    assert len(vectors.data) == 1
+    (direct,) = mistral.requests
+    assert direct.path.endswith("/v1/fim/completions")
+    assert direct.headers["authorization"] == f"Bearer {MISTRAL_KEY}" and params_of(direct) == {}
+    assert [s.name for s in spans.finished()] == ["embeddings mistral-embed", "text_completion codestral-latest"]
+
+
 def test_user_request_fields_and_prefixed_model_pass_untouched(sdk, server, routed):
     client = sdk.client(server.url)
     fields = {"temperature": 0.3, "max_tokens": 17, "random_seed": 5, "stop": ["X"]}

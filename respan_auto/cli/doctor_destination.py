@@ -107,7 +107,7 @@ def destination(section: Section, setup: Setup) -> None:
             section.problem(f"tracing is off ({setup.written('RESPAN_TRACING')}): nothing is traced")
     if settings.gateway:
         if settings.api_key:
-            section.ok(f"gateway: Mistral chat calls go to {settings.gateway_url}/v1/chat/completions")
+            section.ok(f"gateway: Mistral chat and embeddings calls go to {settings.gateway_url}/v1/...")
         else:
             section.problem(f"{setup.written('RESPAN_GATEWAY')} needs RESPAN_API_KEY: calls go to Mistral directly")
     if kind in ("respan", "both"):
