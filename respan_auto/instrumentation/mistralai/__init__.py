@@ -5,8 +5,8 @@ Usage::
     from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
     MistralAIInstrumentor().instrument(tracer_provider=provider)
 
-Patching is lazy: ``instrument()`` never imports mistralai; each family's class (chat, FIM, embeddings) is
-patched when the app imports it.
+Patching is lazy: ``instrument()`` never imports mistralai; each family's class (``families.FAMILIES``: chat,
+agents, FIM, embeddings, classifiers, OCR, under each client's root) is patched when the app imports it.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class _Session:
 
 
 class MistralAIInstrumentor(BaseInstrumentor):
-    """Traces chat (``complete``, ``stream``), FIM (``complete``, ``stream``) and embeddings (``create``), each
-    sync and async.
+    """Traces every family in ``families.FAMILIES`` (chat, agents, FIM, embeddings, classifiers, OCR), sync and
+    async, on the main client and the Azure and Google Cloud ones.
 
     ``instrument()`` accepts ``tracer_provider``, ``meter_provider``, ``capture_content`` (False keeps this
     instrumentor's spans free of content; otherwise the process's switch decides at each call, see
