@@ -32,7 +32,7 @@ LOAD_TESTED = "3"
 # >= 1.37, which is where our OpenTelemetry floor comes from: see pyproject.toml) and every direct dependency at its
 # lower bound. The newest generations run on the newest releases.
 LOWEST_PYTHON = "3.10"
-LOWEST_MISTRAL = "mistralai==1.12.4"
+LOWEST_MISTRAL = "mistralai[agents]==1.12.4"  # agents: the run helpers (mcp, griffe)
 LOWEST_EXTRAS = ("grpc",)  # pinned too; the test extra's own tools float
 
 # frameworks with pipelines of their own, for the join tests (they need mistralai 3.x and the newest OTel train)
@@ -47,9 +47,9 @@ BROWSER = ["tests/test_ui.py"]
 # mistralai pin -> (Python it runs on, extra pins). With the lowest session, the spread also covers Python 3.10-3.13
 # and wrapt 1.x.
 GENERATIONS = {
-    "2.4": ("3.11", "mistralai==2.4.9", ["wrapt<2"]),  # last 2.x that traces by itself under a global provider
-    "2": ("3.12", "mistralai==2.*", [OPENINFERENCE]),
-    "3": ("3.13", "mistralai==3.*", [OPENINFERENCE, *JOINED_FRAMEWORKS]),
+    "2.4": ("3.11", "mistralai[agents]==2.4.9", ["wrapt<2"]),  # last 2.x that traces by itself under a global provider
+    "2": ("3.12", "mistralai[agents]==2.*", [OPENINFERENCE]),
+    "3": ("3.13", "mistralai[agents]==3.*", [OPENINFERENCE, *JOINED_FRAMEWORKS]),
 }
 
 

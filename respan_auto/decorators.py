@@ -79,7 +79,7 @@ class _Scope:
         entity = child_entity(parent_entity, kind, name)
         attributes = {
             **entity_attributes(parent_entity),
-            "traceloop.span.kind": kind,
+            sc.TRACELOOP_SPAN_KIND: kind,
             "traceloop.entity.name": name,
         }
         if entity.workflow:

@@ -58,6 +58,19 @@ GEN_AI_EMBEDDINGS_DIMENSION_COUNT = _conventional(
 )
 
 GEN_AI_AGENT_ID = _conventional(_gen_ai, "GEN_AI_AGENT_ID", "gen_ai.agent.id")
+GEN_AI_CONVERSATION_ID = _conventional(_gen_ai, "GEN_AI_CONVERSATION_ID", "gen_ai.conversation.id")
+GEN_AI_OUTPUT_TYPE = _conventional(_gen_ai, "GEN_AI_OUTPUT_TYPE", "gen_ai.output.type")
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = _conventional(
+    _gen_ai, "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS", "gen_ai.usage.cache_read.input_tokens"
+)
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = _conventional(
+    _gen_ai, "GEN_AI_USAGE_REASONING_OUTPUT_TOKENS", "gen_ai.usage.reasoning.output_tokens"
+)
+GEN_AI_TOOL_NAME = _conventional(_gen_ai, "GEN_AI_TOOL_NAME", "gen_ai.tool.name")
+GEN_AI_TOOL_TYPE = _conventional(_gen_ai, "GEN_AI_TOOL_TYPE", "gen_ai.tool.type")
+GEN_AI_TOOL_CALL_ID = _conventional(_gen_ai, "GEN_AI_TOOL_CALL_ID", "gen_ai.tool.call.id")
+GEN_AI_TOOL_CALL_ARGUMENTS = _conventional(_gen_ai, "GEN_AI_TOOL_CALL_ARGUMENTS", "gen_ai.tool.call.arguments")
+GEN_AI_TOOL_CALL_RESULT = _conventional(_gen_ai, "GEN_AI_TOOL_CALL_RESULT", "gen_ai.tool.call.result")
 
 
 def _operation(name: str, spelling: str) -> str:
@@ -70,10 +83,12 @@ OPERATION_CHAT = _operation("CHAT", "chat")
 OPERATION_TEXT_COMPLETION = _operation("TEXT_COMPLETION", "text_completion")
 OPERATION_EMBEDDINGS = _operation("EMBEDDINGS", "embeddings")
 OPERATION_INVOKE_AGENT = _operation("INVOKE_AGENT", "invoke_agent")
+OPERATION_EXECUTE_TOOL = _operation("EXECUTE_TOOL", "execute_tool")
 # the conventions have no operation for these: our own values, in the same style
 OPERATION_MODERATION = "moderation"
 OPERATION_CLASSIFICATION = "classification"
 OPERATION_OCR = "ocr"
+OPERATION_TRANSCRIPTION = "transcription"
 PROVIDER_MISTRAL = "mistral_ai"
 
 # GenAI client metrics
@@ -114,6 +129,17 @@ RESPAN_OCR_DOCUMENT_URL = "respan.ocr.document.url"  # content; never a data: UR
 RESPAN_OCR_PAGES = "respan.ocr.pages"  # pages returned
 RESPAN_OCR_PAGES_PROCESSED = "respan.ocr.pages_processed"
 RESPAN_OCR_DOCUMENT_SIZE = "respan.ocr.document.size_bytes"
+RESPAN_REQUEST_REASONING_EFFORT = "respan.request.reasoning_effort"  # as passed (the conventions have no key yet)
+RESPAN_REQUEST_PREDICTION = "respan.request.prediction"  # the predicted output passed (content)
+RESPAN_AUDIO_SIZE = "respan.audio.size_bytes"  # the audio sent (never its bytes)
+RESPAN_AUDIO_FILE_NAME = "respan.audio.file_name"  # content, like the other references below
+RESPAN_AUDIO_FILE_URL = "respan.audio.file_url"  # never a data: URL
+RESPAN_AUDIO_FILE_ID = "respan.audio.file_id"  # an uploaded file's id
+RESPAN_AUDIO_REQUEST_LANGUAGE = "respan.audio.request.language"  # the language the caller said the audio is in
+RESPAN_AUDIO_LANGUAGE = "respan.audio.language"  # the language the model heard
+RESPAN_AUDIO_DURATION = "respan.audio.duration_seconds"  # as billed (usage.prompt_audio_seconds)
+RESPAN_AUDIO_SEGMENTS = "respan.audio.segments"  # timestamped segments returned
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"  # workflow, task, agent or tool: how Respan types a non-LLM span
 
 OWN_KEYS = frozenset(
     {
@@ -137,6 +163,16 @@ OWN_KEYS = frozenset(
         RESPAN_OCR_PAGES,
         RESPAN_OCR_PAGES_PROCESSED,
         RESPAN_OCR_DOCUMENT_SIZE,
+        RESPAN_REQUEST_REASONING_EFFORT,
+        RESPAN_REQUEST_PREDICTION,
+        RESPAN_AUDIO_SIZE,
+        RESPAN_AUDIO_FILE_NAME,
+        RESPAN_AUDIO_FILE_URL,
+        RESPAN_AUDIO_FILE_ID,
+        RESPAN_AUDIO_REQUEST_LANGUAGE,
+        RESPAN_AUDIO_LANGUAGE,
+        RESPAN_AUDIO_DURATION,
+        RESPAN_AUDIO_SEGMENTS,
     }
 )
 OWN_PREFIXES = (f"{GEN_AI_PROMPT_PREFIX}.", f"{GEN_AI_COMPLETION_PREFIX}.", "respan.", "traceloop.")

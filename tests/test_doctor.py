@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from respan_auto.export.local_store import open_writer
+from respan_auto.instrumentation.mistralai.families import FAMILIES
 from respan_auto.testing.otlp_receiver import OtlpReceiver
 
 LAUNCHER = str(Path(sys.executable).parent / "respan-instrument")
@@ -227,15 +228,8 @@ def test_json_has_the_facts_and_masks_the_key(tmp_path):
     active = [ep["name"] for ep in document["instrumentors"]["entry_points"] if ep["active"]]
     assert "respan_mistralai" in active
     methods = {m["family"]: m["patched"] for m in document["instrumentors"]["mistral_methods"]}
-    assert methods == {
-        "Chat": ["complete", "complete_async", "stream", "stream_async"],
-        "FIM": ["complete", "complete_async", "stream", "stream_async"],
-        "embeddings": ["create", "create_async"],
-        "agents": ["complete", "complete_async", "stream", "stream_async"],
-        "moderation": ["moderate", "moderate_async", "moderate_chat", "moderate_chat_async"],
-        "classification": ["classify", "classify_async", "classify_chat", "classify_chat_async"],
-        "OCR": ["process", "process_async"],
-    }
+    assert methods == {family.label: list(family.methods) for family in FAMILIES}  # every family, every method
+    assert methods["conversations"][:4] == ["start", "start_async", "start_stream", "start_stream_async"]
 
 
 def test_an_otlp_endpoint_is_reported_with_its_source_and_its_headers_masked(tmp_path):

@@ -158,6 +158,18 @@ def _facts(span: dict[str, Any], a: dict[str, Any]) -> list[str]:
     if sc.RESPAN_OCR_PAGES in a:
         size = a.get(sc.RESPAN_OCR_DOCUMENT_SIZE)
         facts.append(_count(a[sc.RESPAN_OCR_PAGES], "page") + (f" from {size} bytes" if size is not None else ""))
+    if sc.RESPAN_AUDIO_SIZE in a or sc.RESPAN_AUDIO_DURATION in a:
+        heard = [f"{a[sc.RESPAN_AUDIO_SIZE]} bytes of audio"] if sc.RESPAN_AUDIO_SIZE in a else []
+        heard += [f"{a[sc.RESPAN_AUDIO_DURATION]} s"] if sc.RESPAN_AUDIO_DURATION in a else []
+        heard += [f"language {a[sc.RESPAN_AUDIO_LANGUAGE]}"] if sc.RESPAN_AUDIO_LANGUAGE in a else []
+        facts.append(", ".join(heard))
+    for key, label in (
+        (sc.GEN_AI_AGENT_ID, "agent"),
+        (sc.GEN_AI_CONVERSATION_ID, "conversation"),
+        (sc.GEN_AI_TOOL_NAME, "tool"),
+    ):
+        if a.get(key):
+            facts.append(f"{label} {a[key]}")
     if sc.RESPAN_STREAM_CHUNK_COUNT in a:
         facts.append(_count(a[sc.RESPAN_STREAM_CHUNK_COUNT], "chunk"))
     first = a.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
@@ -195,6 +207,9 @@ def _details(span: dict[str, Any]) -> list[str]:
         out.append(f"completion: {_preview(text) if text else '(empty)'}")
     if calls:
         out.append(f"tool calls: {_preview(', '.join(_call(c) for c in calls))}")
+    for key, label in ((sc.GEN_AI_TOOL_CALL_ARGUMENTS, "arguments"), (sc.GEN_AI_TOOL_CALL_RESULT, "result")):
+        if key in a:
+            out.append(f"{label}: {_preview(str(a[key]))}")
     if span.get("status") == "ERROR":
         status = a.get(sc.HTTP_RESPONSE_STATUS_CODE)
         out.append(f"error: {a.get(sc.ERROR_TYPE, 'unknown')}" + (f" · HTTP {status}" if status is not None else ""))

@@ -1,5 +1,6 @@
-"""A loopback stand-in for the Mistral API (chat, agents, FIM, embeddings, classifiers, OCR, and the cloud clients'
-chat): JSON and chunked SSE, as the API speaks.
+"""A loopback stand-in for the Mistral API (chat, agents, FIM, embeddings, classifiers, OCR, conversations and audio
+transcription (see ``conversation_answers`` and ``audio_answers``), and the cloud clients' chat): JSON and chunked
+SSE, as the API speaks.
 
 Used by the offline examples, the tests and the benchmark. It binds to 127.0.0.1 only.
 
@@ -27,10 +28,13 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from respan_auto.testing import audio_answers as audio
+from respan_auto.testing import conversation_answers as conversations
 
 RESPONSE_MODEL = "mistral-small-2506"
 _CHUNKS = re.compile(r"#chunks=(\d+)")
@@ -282,6 +286,9 @@ _ROUTES = (
     ":streamRawPredict",
 )
 
+# the Conversations API: start (/v1/conversations), append (/v1/conversations/{id}) and restart (.../restart)
+_CONVERSATION = re.compile(r"/v1/conversations(?:/([^/]+?)(?:/restart)?)?$")
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -316,11 +323,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:
+        content_type = self.headers.get("content-type") or ""
+        if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            self._answer_form(content_type)
+            return
         body = self._read_json()
         self.server.record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         path = self.path.partition("?")[0].rstrip("/")
-        if not isinstance(body, dict) or not path.endswith(_ROUTES):
+        if not isinstance(body, dict) or not (path.endswith(_ROUTES) or _CONVERSATION.search(path)):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
+            return
+        conversation = _CONVERSATION.search(path)
+        if conversation is not None:
+            self._answer_conversation(body, conversation.group(1))
             return
         answer = _JSON_ANSWERS.get(path.rsplit("/v1", 1)[-1])
         if answer is not None:
@@ -337,15 +352,43 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             self._send_json(200, completion_body(body), self.server.extra_headers)
             return
+        self._send_events(sse_events(body), slow="#slow" in _last_user_text(body))
+
+    def _answer_form(self, content_type: str) -> None:
+        """Audio transcription, the one form endpoint (multipart with a file, URL-encoded with only a file_url)."""
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        form = audio.form_fields(content_type, raw)
+        self.server.record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, form))
+        if not self.path.partition("?")[0].rstrip("/").endswith("/v1/audio/transcriptions"):
+            self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
+            return
+        error = error_for({"messages": [{"role": "user", "content": audio.heard(form)}]})
+        if error is not None:
+            self._send_json(*error)
+        elif form.get("stream") == "true":
+            self._send_events(audio.transcription_frames(form))
+        else:
+            self._send_json(200, audio.transcription_body(form))
+
+    def _answer_conversation(self, body: dict[str, Any], conversation_id: str | None) -> None:
+        error = error_for({"messages": [{"role": "user", "content": conversations.latest_input(body)}]})
+        if error is not None:
+            self._send_json(*error)
+        elif body.get("stream"):
+            self._send_events(conversations.conversation_frames(body, conversation_id))
+        else:
+            self._send_json(200, conversations.conversation_body(body, conversation_id))
+
+    def _send_events(self, frames: Iterable[bytes], slow: bool = False) -> None:
+        """SSE frames, chunked as the API sends them."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         for key, value in self.server.extra_headers.items():
             self.send_header(key, value)
         self.end_headers()
-        slow = "#slow" in _last_user_text(body)
         try:
-            for frame in sse_events(body):
+            for frame in frames:
                 if slow:
                     time.sleep(0.05)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))

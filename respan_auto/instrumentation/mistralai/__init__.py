@@ -6,7 +6,8 @@ Usage::
     MistralAIInstrumentor().instrument(tracer_provider=provider)
 
 Patching is lazy: ``instrument()`` never imports mistralai; each family's class (``families.FAMILIES``: chat,
-agents, FIM, embeddings, classifiers, OCR, under each client's root) is patched when the app imports it.
+agents, conversations, FIM, embeddings, classifiers, OCR, under each client's root) is patched when the app imports
+it, and the run helpers' tool runs (``tool_runs``) when the app imports them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from opentelemetry.metrics import get_meter
 from opentelemetry.trace import get_tracer
 
 from respan_auto import config
-from respan_auto._guard import report_once
-from respan_auto.instrumentation.mistralai import compat
+from respan_auto._guard import report_once, warn_once
+from respan_auto.instrumentation.mistralai import compat, tool_runs
 from respan_auto.instrumentation.mistralai.call import Telemetry
 from respan_auto.instrumentation.mistralai.families import FAMILIES, Family
 from respan_auto.instrumentation.mistralai.patch import Patcher, family_wrappers, patch_family_class, quiet_sdk_tracer
@@ -38,6 +39,7 @@ class _Session:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.wrappers = {family: family_wrappers(telemetry, family) for family in FAMILIES}
+        self.tool_run = tool_runs.tool_run_wrapper(telemetry.tracer, telemetry.pinned)
         self.patcher = Patcher()
         self.live = True
 
@@ -63,6 +65,24 @@ class _Session:
             except Exception as exc:  # noqa: BLE001
                 report_once("patch SDK tracing hook", exc)
 
+    def trace_tool_runs(self, module: ModuleType) -> None:
+        """The run helpers' module: each client-side tool run becomes our ``execute_tool`` span."""
+        if self.live and not self.patcher.wrap(module, tool_runs.RUNNER, self.tool_run):
+            warn_once(
+                "tool-runs",
+                "respan_auto: %s has no %s; the run helpers' tool runs will not be traced",
+                module.__name__,
+                tool_runs.RUNNER,
+            )
+
+    def quiet_sdk_tool_runs(self, module: ModuleType) -> None:
+        """The SDK's tools module: no span of its own inside ours."""
+        if self.live:
+            try:
+                self.patcher.replace(module, tool_runs.TRACE_GLOBAL, tool_runs.QuietTraceModule)
+            except Exception as exc:  # noqa: BLE001
+                report_once("patch SDK tool-run tracing", exc)
+
     def check_layout(self, module: ModuleType) -> None:
         if self.live:
             compat.check_layout(module)
@@ -73,8 +93,8 @@ class _Session:
 
 
 class MistralAIInstrumentor(BaseInstrumentor):
-    """Traces every family in ``families.FAMILIES`` (chat, agents, FIM, embeddings, classifiers, OCR), sync and
-    async, on the main client and the Azure and Google Cloud ones.
+    """Traces every family in ``families.FAMILIES`` (chat, agents, conversations, FIM, embeddings, classifiers,
+    OCR), sync and async, on the main client and the Azure and Google Cloud ones, and the run helpers' tool runs.
 
     ``instrument()`` accepts ``tracer_provider``, ``meter_provider``, ``capture_content`` (False keeps this
     instrumentor's spans free of content; otherwise the process's switch decides at each call, see
@@ -110,6 +130,8 @@ class MistralAIInstrumentor(BaseInstrumentor):
             for family in FAMILIES:
                 compat.when_imported(f"{root}.{family.module}", session.patcher_of(family))
             compat.when_imported(tracing_module, session.quiet_sdk_tracing)
+        compat.when_imported(tool_runs.CONTEXT_MODULE, session.trace_tool_runs)
+        compat.when_imported(tool_runs.TOOLS_MODULE, session.quiet_sdk_tool_runs)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         session, self._session = self._session, None

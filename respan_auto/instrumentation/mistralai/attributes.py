@@ -352,12 +352,33 @@ def common_request_attributes(
             attrs[attribute] = kind(value)
         except (TypeError, ValueError, OverflowError):  # int(float("inf")) and the like
             continue
+    output_type = _output_type(kwargs.get("response_format"))
+    if output_type is not None:
+        attrs[sc.GEN_AI_OUTPUT_TYPE] = output_type
+    effort = kwargs.get("reasoning_effort")
+    if not is_missing(effort):
+        attrs[sc.RESPAN_REQUEST_REASONING_EFFORT] = plain_text(effort)
     stop = kwargs.get("stop")
     if isinstance(stop, str):
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
     elif isinstance(stop, (list, tuple)) and stop:
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [_as_text(s) for s in stop]
     return attrs
+
+
+# response_format's type -> gen_ai.output.type
+_OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
+
+
+def _output_type(response_format: Any) -> str | None:
+    kind = field_of(response_format, "type") if not is_missing(response_format) else None
+    return _OUTPUT_TYPES.get(plain_text(kind)) if kind is not None else None
+
+
+def _prediction(prediction: Any) -> Attributes:
+    """The expected completion a predicted-outputs call passes (content, like the prompt)."""
+    text = field_of(prediction, "content") if not isinstance(prediction, str) else prediction
+    return {sc.RESPAN_REQUEST_PREDICTION: text} if isinstance(text, str) and text else {}
 
 
 def request_attributes(
@@ -368,6 +389,7 @@ def request_attributes(
     if capture_content:
         attrs.update(guarded("prompt extraction", prompt_attributes, kwargs.get("messages"), max_indexed))
         attrs.update(guarded("tool definitions", tool_attributes, kwargs.get("tools")))
+        attrs.update(guarded("prediction", _prediction, kwargs.get("prediction")))
     return attrs
 
 
@@ -498,6 +520,13 @@ def usage_attributes(usage: Any) -> Attributes:
         if isinstance(value, int) and not isinstance(value, bool):
             for name in names:
                 attrs[name] = value
+    for details, key, name in (
+        ("prompt_tokens_details", "cached_tokens", sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+        ("completion_tokens_details", "reasoning_tokens", sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+    ):
+        value = field_of(field_of(usage, details), key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            attrs[name] = value
     return attrs
 
 
@@ -570,6 +599,7 @@ class StreamAccumulator:
     """
 
     __slots__ = ("capture_content", "choices", "chunk_sizes", "chunk_times", "model", "response_id", "usage")
+    failure: str | None = None  # a chat stream reports failures by raising, never in its chunks
 
     def __init__(self, capture_content: bool, sizes: bool = False) -> None:
         self.capture_content = capture_content
@@ -678,3 +708,35 @@ class StreamAccumulator:
         attrs.update(guarded("stream usage", usage_attributes, self.usage))
         attrs.update(guarded("stream output", completion_attributes, self.choices.values(), self.capture_content))
         return attrs
+
+
+class EventAccumulator:
+    """The stream accumulator of a family whose streams send typed events (conversations, transcriptions, runs).
+
+    It keeps each event's arrival time (and, for the opt-in chunk events, its text's size) as ``StreamAccumulator``
+    does; ``read`` takes one event's data and returns how many characters of text it carried.
+    """
+
+    __slots__ = ("capture_content", "chunk_sizes", "chunk_times")
+    failure: str | None = None  # set when the server reports a failure inside the stream
+
+    def __init__(self, capture_content: bool, sizes: bool = False) -> None:
+        self.capture_content = capture_content
+        self.chunk_times: list[int] = []
+        self.chunk_sizes: list[int] | None = [] if sizes else None
+
+    def add(self, event: Any, now_ns: int) -> None:
+        self.chunk_times.append(now_ns)
+        size = 0
+        try:
+            size = self.read(field_of(event, "data") or event)
+        except Exception as exc:  # noqa: BLE001 - a malformed event must not break the user's loop
+            report_once(f"{type(self).__name__} accumulation", exc)
+        if self.chunk_sizes is not None:
+            self.chunk_sizes.append(size)
+
+    def read(self, data: Any) -> int:
+        raise NotImplementedError
+
+    def attributes(self) -> Attributes:
+        raise NotImplementedError

@@ -85,16 +85,21 @@ class Telemetry:
         )
 
     def begin(
-        self, instance: Any, kwargs: Mapping[str, Any], stream: bool = False, family: Family = CHAT
+        self, instance: Any, kwargs: Mapping[str, Any], stream: bool = False, family: Family = CHAT, args: tuple = ()
     ) -> Call | None:
         """Start a span for a call, or return None when this call must not be traced."""
         if in_traced_call() or not is_instrumentation_enabled():
             return None
         try:
-            return Call(self, family, instance, kwargs, stream)
+            return Call(self, family, instance, kwargs, stream, args)
         except Exception as exc:  # noqa: BLE001
             report_once("span start", exc)
             return None
+
+
+def _name_of(family: Family, attributes: Mapping[str, Any], *fallbacks: str) -> Any:
+    """What the span's name ends with: the first of the family's naming attributes that is set."""
+    return next((attributes[key] for key in (*family.named_by, *fallbacks) if attributes.get(key)), None)
 
 
 def _server_url(instance: Any, kwargs: Mapping[str, Any]) -> str | None:
@@ -112,10 +117,27 @@ def _server_url(instance: Any, kwargs: Mapping[str, Any]) -> str | None:
 class Call:
     """The span of one call, current while the SDK method runs and ended exactly once."""
 
-    __slots__ = ("_ended", "_lock", "_metric_attrs", "_token", "capture", "family", "span", "start_ns", "telemetry")
+    __slots__ = (
+        "_ended",
+        "_lock",
+        "_metric_attrs",
+        "_token",
+        "_unnamed",
+        "capture",
+        "family",
+        "span",
+        "start_ns",
+        "telemetry",
+    )
 
     def __init__(
-        self, telemetry: Telemetry, family: Family, instance: Any, kwargs: Mapping[str, Any], stream: bool
+        self,
+        telemetry: Telemetry,
+        family: Family,
+        instance: Any,
+        kwargs: Mapping[str, Any],
+        stream: bool,
+        args: tuple = (),
     ) -> None:
         self.telemetry = telemetry
         self.family = family
@@ -123,6 +145,8 @@ class Call:
         self._lock = threading.Lock()
         self._token = None
         self.capture = content.enabled(telemetry.pinned)
+        if args:
+            kwargs = {**dict(zip(family.positional, args, strict=False)), **kwargs}
         request = family.request(kwargs, self.capture, stream, telemetry.max_indexed)
         try:
             url = _server_url(instance, kwargs)
@@ -130,18 +154,20 @@ class Call:
                 request.update(attrs.server_attributes(url))
         except Exception as exc:  # noqa: BLE001
             report_once("server address", exc)
-        named = request.get(family.named_by)
+        named = _name_of(family, request)
+        self._unnamed = named is None  # an append names its agent or model only in the answer
         name = f"{family.operation} {named}" if named else family.operation
         self._metric_attrs = {k: request[k] for k in _METRIC_KEYS if k in request}
         self.start_ns = time.time_ns()
-        self.span = telemetry.tracer.start_span(
-            name, kind=SpanKind.CLIENT, attributes=request, start_time=self.start_ns
-        )
-        ctx = context_api.set_value(IN_CALL_KEY, True, trace.set_span_in_context(self.span))
+        kind = SpanKind.INTERNAL if family.run else SpanKind.CLIENT
+        self.span = telemetry.tracer.start_span(name, kind=kind, attributes=request, start_time=self.start_ns)
+        ctx = trace.set_span_in_context(self.span)
+        if not family.run:  # a run's own calls are traced, as its children
+            ctx = context_api.set_value(IN_CALL_KEY, True, ctx)
         self._token = context_api.attach(ctx)
 
     def accumulator(self) -> attrs.StreamAccumulator:
-        return attrs.StreamAccumulator(self.capture, sizes=self.telemetry.chunk_events)
+        return self.family.accumulator(self.capture, self.telemetry.chunk_events)  # type: ignore[no-any-return]
 
     def detach(self) -> None:
         """Leave the span's context; called once the SDK method has returned or raised."""
@@ -178,17 +204,23 @@ class Call:
                 if completed is not None:
                     written[sc.RESPAN_STREAM_COMPLETED] = completed
             span.set_attributes(written)
+            named = _name_of(self.family, outcome, sc.GEN_AI_RESPONSE_MODEL) if self._unnamed else None
+            if named is not None:
+                span.update_name(f"{self.family.operation} {named}")
         except Exception as exc:  # noqa: BLE001
             report_once("span finish", exc)
         if error is not None:
             self._record_error(error)
+        elif stream is not None and stream.failure:
+            self._record_failure(stream.failure)
         if stream is not None and stream.chunk_sizes is not None:
             self._chunk_events(stream)
         try:
             span.end(end_time=end_ns)
         except Exception as exc:  # noqa: BLE001
             report_once("span end", exc)
-        self._record_metrics(end_ns, outcome, error, stream)
+        if not self.family.run:  # the client metrics are the calls'
+            self._record_metrics(end_ns, outcome, error, stream)
 
     def _record_error(self, error: BaseException) -> None:
         try:
@@ -200,6 +232,14 @@ class Call:
                 span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
             content.record_exception(span, error, self.capture)
             span.set_status(Status(StatusCode.ERROR, error_type))
+        except Exception as exc:  # noqa: BLE001
+            report_once("span error", exc)
+
+    def _record_failure(self, failure: str) -> None:
+        """A failure the server reported inside a stream that the SDK passed on without raising."""
+        try:
+            self.span.set_attribute(sc.ERROR_TYPE, failure)
+            self.span.set_status(Status(StatusCode.ERROR, failure))
         except Exception as exc:  # noqa: BLE001
             report_once("span error", exc)
 

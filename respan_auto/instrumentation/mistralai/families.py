@@ -9,12 +9,19 @@ pure extraction, here and in ``attributes.py``:
 - embeddings: ``Embeddings.create``, whose inputs are user messages; the answer's usage, how many vectors came
   back and their dimension, never the vectors;
 - agents: ``Agents.complete``/``stream``, an ``invoke_agent`` named after ``gen_ai.agent.id``, read as chat;
+- conversations: ``Conversations.start``/``append``/``restart`` and their ``_stream`` forms, an ``invoke_agent`` on
+  an agent or a model, with ``gen_ai.conversation.id``; their entries and events are read in ``conversations.py``;
+- conversation runs: ``run_async``/``run_stream_async``, one INTERNAL ``invoke_agent`` span for the whole client-side
+  loop, whose requests and tool runs (``tool_runs.py``) are its children;
 - classifiers: ``moderate``/``moderate_chat`` (``moderation``) and ``classify``/``classify_chat``
   (``classification``): the texts or conversations judged (content), the flagged categories and the scores;
 - OCR: ``Ocr.process`` (``ocr``): the document's kind and address (never its bytes, nor a ``data:`` URL), pages
-  returned and processed, the document's size; the recognised text stays out of the span.
+  returned and processed, the document's size; the recognised text stays out of the span;
+- transcriptions: ``Transcriptions.complete``/``stream`` (``transcription``): the audio's size, its references and the
+  transcript (content), the language heard and the seconds billed; read in ``audio.py``.
 
-The last three have no operation in the conventions: ``moderation``, ``classification`` and ``ocr`` are ours.
+Classifiers, OCR and transcriptions have no operation in the conventions: ``moderation``, ``classification``, ``ocr``
+and ``transcription`` are ours.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from typing import Any
 
 from respan_auto import semconv as sc
 from respan_auto.instrumentation.mistralai import attributes as attrs
+from respan_auto.instrumentation.mistralai import audio, conversations
 from respan_auto.instrumentation.mistralai.attributes import Attributes
 
 RequestReader = Callable[[Mapping[str, Any], bool, bool, int], Attributes]
 ResponseReader = Callable[[Any, bool], Attributes]
+Accumulator = Callable[[bool, bool], Any]  # (capture content, keep chunk sizes) -> a StreamAccumulator-like
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,10 @@ class Family:
     operation: str
     request: RequestReader
     response: ResponseReader
-    named_by: str = sc.GEN_AI_REQUEST_MODEL  # the request attribute the span's name ends with
+    named_by: tuple[str, ...] = (sc.GEN_AI_REQUEST_MODEL,)  # the span's name ends with the first of these
+    accumulator: Accumulator = attrs.StreamAccumulator  # reads the family's stream events
+    positional: tuple[str, ...] = ()  # the leading parameters that callers may pass by position
+    run: bool = False  # a client-side loop: an INTERNAL span whose calls are traced as its children
 
 
 def _texts(value: Any) -> list[str]:
@@ -248,7 +260,32 @@ AGENTS = Family(
     sc.OPERATION_INVOKE_AGENT,
     agents_request_attributes,
     attrs.response_attributes,
-    named_by=sc.GEN_AI_AGENT_ID,
+    named_by=(sc.GEN_AI_AGENT_ID,),
+)
+_TURNS = ("start", "append", "restart")
+CONVERSATIONS = Family(
+    "conversations",
+    "conversations",
+    "Conversations",
+    tuple(f"{turn}{form}" for turn in _TURNS for form in ("", "_async", "_stream", "_stream_async")),
+    sc.OPERATION_INVOKE_AGENT,
+    conversations.request_attributes,
+    conversations.response_attributes,
+    named_by=(sc.GEN_AI_AGENT_ID, sc.GEN_AI_REQUEST_MODEL),
+    accumulator=conversations.ConversationStream,
+)
+RUNS = Family(
+    "conversation runs",
+    "conversations",
+    "Conversations",
+    ("run_async", "run_stream_async"),
+    sc.OPERATION_INVOKE_AGENT,
+    conversations.run_request_attributes,
+    conversations.run_response_attributes,
+    named_by=(sc.GEN_AI_AGENT_ID, sc.GEN_AI_REQUEST_MODEL),
+    accumulator=conversations.RunStream,
+    positional=("run_ctx", "inputs"),
+    run=True,
 )
 
 
@@ -264,4 +301,14 @@ CLASSIFICATION = _classifier("classification", "classify", sc.OPERATION_CLASSIFI
 OCR = Family(
     "OCR", "ocr", "Ocr", ("process", "process_async"), sc.OPERATION_OCR, ocr_request_attributes, ocr_response_attributes
 )
-FAMILIES = (CHAT, FIM, EMBEDDINGS, AGENTS, MODERATION, CLASSIFICATION, OCR)
+TRANSCRIPTIONS = Family(
+    "transcriptions",
+    "transcriptions",
+    "Transcriptions",
+    _COMPLETIONS,
+    sc.OPERATION_TRANSCRIPTION,
+    audio.request_attributes,
+    audio.response_attributes,
+    accumulator=audio.TranscriptionStream,
+)
+FAMILIES = (CHAT, FIM, EMBEDDINGS, AGENTS, CONVERSATIONS, RUNS, MODERATION, CLASSIFICATION, OCR, TRANSCRIPTIONS)

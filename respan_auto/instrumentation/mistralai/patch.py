@@ -33,7 +33,7 @@ def _returned(call: Call, on_result: OnResult, result: Any) -> Any:
 
 def _sync_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, stream: bool) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = telemetry.begin(instance, kwargs, stream, family)
+        call = telemetry.begin(instance, kwargs, stream, family, args)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
@@ -46,7 +46,7 @@ def _sync_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, str
     return wrapper
 
 
-def _named_after(function: Any, wrapped: Any) -> None:
+def named_after(function: Any, wrapped: Any) -> None:
     for attribute in ("__name__", "__qualname__"):
         name = getattr(wrapped, attribute, None)
         if isinstance(name, str):
@@ -59,7 +59,7 @@ def _async_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, st
         # made only then: one that the app (or a layer above) drops is ours alone, and it carries the SDK
         # method's name, so the "never awaited" warning reads exactly as it would without us.
         async def traced() -> Any:
-            call = telemetry.begin(instance, kwargs, stream, family)
+            call = telemetry.begin(instance, kwargs, stream, family, args)
             if call is None:
                 return await wrapped(*args, **kwargs)
             try:
@@ -69,7 +69,7 @@ def _async_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, st
                 raise
             return _returned(call, on_result, result)
 
-        _named_after(traced, wrapped)
+        named_after(traced, wrapped)
         return traced()
 
     return wrapper
@@ -79,7 +79,7 @@ def family_wrappers(telemetry: Telemetry, family: Family) -> dict[str, Wrapper]:
     """The wrapper for each method of the family's class we trace."""
     wrappers = {}
     for name in family.methods:
-        is_async, stream = name.endswith("_async"), name.startswith("stream")
+        is_async, stream = name.endswith("_async"), "stream" in name.split("_")
         if is_async:
             wrappers[name] = _async_wrapper(
                 telemetry, family, wrap_async_stream if stream else _end_with_response, stream
@@ -123,6 +123,14 @@ class Patcher:
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._originals.append((owner, name, original))
         return True
+
+    def replace(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        """Swap a module's global for ``make(original)``, once."""
+        original = vars(owner).get(name)
+        if original is None or any(o is owner and n == name for o, n, _ in self._originals):
+            return
+        setattr(owner, name, make(original))
+        self._originals.append((owner, name, original))
 
     def restore(self) -> None:
         while self._originals:

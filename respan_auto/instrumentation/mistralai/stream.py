@@ -11,6 +11,8 @@ from time import time_ns
 from typing import Any
 
 import wrapt
+from opentelemetry import context as context_api
+from opentelemetry import trace
 
 from respan_auto._guard import report_once
 from respan_auto.instrumentation.mistralai.call import Call
@@ -129,6 +131,18 @@ class ClosableAsyncStreamProxy(AsyncStreamProxy):
             self._self_state.end()
 
 
+class RunStreamProxy(AsyncStreamProxy):
+    """For ``run_stream_async``'s generator: each step runs in the run's span, so the requests and tool runs that
+    the step makes are the run's children."""
+
+    async def __anext__(self) -> Any:
+        token = context_api.attach(trace.set_span_in_context(self._self_state.call.span))
+        try:
+            return await super().__anext__()
+        finally:
+            context_api.detach(token)
+
+
 def _wrap(call: Call, stream: Any, step: str, plain: type, closable: type) -> Any:
     """Wrap the SDK's stream so the span follows it; an object that is not a stream ends the span and passes."""
     try:
@@ -147,4 +161,6 @@ def wrap_stream(call: Call, stream: Any) -> Any:
 
 
 def wrap_async_stream(call: Call, stream: Any) -> Any:
+    if call.family.run:
+        return _wrap(call, stream, "__anext__", RunStreamProxy, RunStreamProxy)
     return _wrap(call, stream, "__anext__", AsyncStreamProxy, ClosableAsyncStreamProxy)
