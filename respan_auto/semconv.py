@@ -89,6 +89,8 @@ OPERATION_MODERATION = "moderation"
 OPERATION_CLASSIFICATION = "classification"
 OPERATION_OCR = "ocr"
 OPERATION_TRANSCRIPTION = "transcription"
+OPERATION_SPEECH = "speech"
+OUTPUT_TYPE_SPEECH = "speech"
 PROVIDER_MISTRAL = "mistral_ai"
 
 # GenAI client metrics
@@ -139,6 +141,9 @@ RESPAN_AUDIO_REQUEST_LANGUAGE = "respan.audio.request.language"  # the language 
 RESPAN_AUDIO_LANGUAGE = "respan.audio.language"  # the language the model heard
 RESPAN_AUDIO_DURATION = "respan.audio.duration_seconds"  # as billed (usage.prompt_audio_seconds)
 RESPAN_AUDIO_SEGMENTS = "respan.audio.segments"  # timestamped segments returned
+RESPAN_SPEECH_VOICE = "respan.speech.voice"  # the voice id asked for
+RESPAN_SPEECH_FORMAT = "respan.speech.format"  # mp3, wav, ...
+RESPAN_SPEECH_AUDIO_SIZE = "respan.speech.audio_size_bytes"  # the audio returned (never its bytes)
 TRACELOOP_SPAN_KIND = "traceloop.span.kind"  # workflow, task, agent or tool: how Respan types a non-LLM span
 
 OWN_KEYS = frozenset(
@@ -173,6 +178,9 @@ OWN_KEYS = frozenset(
         RESPAN_AUDIO_LANGUAGE,
         RESPAN_AUDIO_DURATION,
         RESPAN_AUDIO_SEGMENTS,
+        RESPAN_SPEECH_VOICE,
+        RESPAN_SPEECH_FORMAT,
+        RESPAN_SPEECH_AUDIO_SIZE,
     }
 )
 OWN_PREFIXES = (f"{GEN_AI_PROMPT_PREFIX}.", f"{GEN_AI_COMPLETION_PREFIX}.", "respan.", "traceloop.")

@@ -4,6 +4,7 @@ loopback stand-in: the audio's size and language, never its bytes."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind, StatusCode
 
 from respan_auto.instrumentation.mistralai import audio
-from respan_auto.testing.audio_answers import AUDIO_SECONDS, TRANSCRIPTION_MODEL
+from respan_auto.testing.audio_answers import AUDIO_SECONDS, SPEECH_AUDIO, TRANSCRIPTION_MODEL
 from respan_auto.testing.mistral_server import MistralServer
 
 MODEL = "voxtral-mini-latest"
@@ -172,3 +173,55 @@ def test_the_terminal_viewer_shows_the_audio_heard(new_client, spans):
     tree = render_trace([span_record(spans.one())])
     assert f"{len(AUDIO)} bytes of audio, {AUDIO_SECONDS} s, language en" in tree
     assert "completion: Offline stand-in transcript of meeting.wav" in tree
+
+
+def speak(new_client: Any, sdk: Any, is_async: bool, **kwargs: Any) -> Any:
+    if sdk.generation == 1:
+        pytest.skip("mistralai 1.x has no speech API")
+    owner = new_client().audio.speech
+    if not is_async:
+        result = owner.complete(**kwargs)
+        return list(result) if kwargs.get("stream") else result
+
+    async def go() -> Any:
+        result = await owner.complete_async(**kwargs)
+        return [event async for event in result] if kwargs.get("stream") else result
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_speech_records_the_text_voice_and_audio_size_never_the_audio(new_client, sdk, spans, is_async, stream):
+    kwargs = {"input": "hello there", "model": "voxtral-tts", "voice_id": "v_en_1", "response_format": "mp3"}
+    result = speak(new_client, sdk, is_async, stream=stream, **kwargs)
+    span = spans.one()
+    a = span.attributes
+    assert span.name == "speech voxtral-tts" and a["gen_ai.operation.name"] == "speech"
+    assert a["gen_ai.output.type"] == "speech" and a["respan.speech.voice"] == "v_en_1"
+    assert a["respan.speech.format"] == "mp3" and a["gen_ai.prompt.0.content"] == "hello there"
+    assert a["respan.speech.audio_size_bytes"] == len(SPEECH_AUDIO)
+    if stream:
+        assert a["gen_ai.request.stream"] is True and a["respan.stream.chunk_count"] == len(result)
+        assert a["gen_ai.usage.input_tokens"] == result[-1].data.usage.prompt_tokens
+    else:
+        assert base64.b64decode(result.audio_data) == SPEECH_AUDIO
+    assert not any(str(v).startswith("SUQz") for v in a.values())  # the base64 audio is never on the span
+
+
+def test_speech_with_content_off_keeps_only_sizes(new_client, sdk, spans, instrument):
+    instrument(capture_content=False)
+    speak(new_client, sdk, False, input="the secret plan", model="voxtral-tts")
+    a = spans.one().attributes
+    assert not any("secret" in str(v) for v in a.values()) and a["respan.speech.audio_size_bytes"] == len(SPEECH_AUDIO)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["input", "model", "voice_id", "response_format", "stream"]), ANY), st.booleans()
+)
+def test_speech_extraction_never_raises(kwargs, capture):
+    assert audio.speech_request_attributes(kwargs, capture, False, 8)["gen_ai.output.type"] == "speech"
+    audio.speech_response_attributes(kwargs, capture)
+    stream = audio.SpeechStream(capture)
+    stream.add({"data": kwargs}, 0)
+    stream.attributes()

@@ -413,3 +413,33 @@ def test_request_extraction_never_raises(kwargs):
 def test_response_extraction_never_raises(response):
     for extract in _RESPONSE_READERS:
         assert isinstance(extract(response, True), dict)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_parse_and_parse_stream_are_one_chat_span_each_with_json_output(new_client, spans, is_async):
+    import pydantic
+
+    class Weather(pydantic.BaseModel):
+        city: str
+        celsius: int
+
+    messages = [{"role": "user", "content": "the weather in Paris, as JSON"}]
+    chat = new_client().chat
+
+    async def both_async() -> tuple[Any, list[Any]]:
+        parsed = await chat.parse_async(response_format=Weather, model="mistral-small-latest", messages=messages)
+        stream = await chat.parse_stream_async(response_format=Weather, model="mistral-small-latest", messages=messages)
+        return parsed, [event async for event in stream]
+
+    if is_async:
+        parsed, events = asyncio.run(both_async())
+    else:
+        parsed = chat.parse(response_format=Weather, model="mistral-small-latest", messages=messages)
+        events = list(chat.parse_stream(response_format=Weather, model="mistral-small-latest", messages=messages))
+    assert parsed.choices[0].message.parsed == Weather(city="stand-in", celsius=1)
+    plain, streamed = spans.finished()  # one span each: parse's inner complete / stream is not a second call
+    for span in (plain, streamed):
+        a = span.attributes
+        assert span.name == "chat mistral-small-latest" and a["gen_ai.output.type"] == "json"
+        assert json.loads(a["gen_ai.completion.0.content"]) == {"city": "stand-in", "celsius": 1}
+    assert streamed.attributes["respan.stream.chunk_count"] == len(events)

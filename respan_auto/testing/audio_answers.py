@@ -1,4 +1,5 @@
-"""The stand-in's answers to ``POST /v1/audio/transcriptions``: a multipart form in, JSON or SSE events out.
+"""The stand-in's audio answers: ``POST /v1/audio/transcriptions`` (a form in, JSON or SSE events out) and
+``POST /v1/audio/speech`` (JSON in; base64 audio, or SSE audio deltas, out).
 
 The transcript is made from the uploaded file's name (or the ``file_url``), so a test can tell calls apart;
 ``#500`` in it fails the call.
@@ -6,6 +7,7 @@ The transcript is made from the uploaded file's name (or the ``file_url``), so a
 
 from __future__ import annotations
 
+import base64
 import json
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -79,5 +81,25 @@ def transcription_frames(form: dict[str, Any]) -> list[bytes]:
             "transcription.done",
             {"model": TRANSCRIPTION_MODEL, "text": text, "language": LANGUAGE, "usage": _usage(text)},
         )
+    )
+    return [f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode() for kind, data in events]
+
+
+SPEECH_AUDIO = b"ID3" + bytes(range(200))  # what every speech answer "says", split over three deltas when streamed
+
+
+def speech_body(body: dict[str, Any]) -> dict[str, Any]:
+    return {"audio_data": base64.b64encode(SPEECH_AUDIO).decode()}
+
+
+def speech_frames(body: dict[str, Any]) -> list[bytes]:
+    third = len(SPEECH_AUDIO) // 3
+    pieces = [SPEECH_AUDIO[:third], SPEECH_AUDIO[third : 2 * third], SPEECH_AUDIO[2 * third :]]
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("speech.audio.delta", {"audio_data": base64.b64encode(piece).decode()}) for piece in pieces
+    ]
+    words = len(str(body.get("input", "")).split())
+    events.append(
+        ("speech.audio.done", {"usage": {"prompt_tokens": words, "completion_tokens": 0, "total_tokens": words}})
     )
     return [f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode() for kind, data in events]

@@ -58,7 +58,22 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+_JSON_SAMPLES = {"string": "stand-in", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+
+
+def _json_reply(response_format: Any) -> str | None:
+    """For a ``json_schema`` response format (what ``chat.parse`` sends): an object with each property filled."""
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    properties = schema.get("properties") or {}
+    return json.dumps({name: _JSON_SAMPLES.get(spec.get("type"), None) for name, spec in properties.items()})
+
+
 def reply_text(body: dict[str, Any]) -> str:
+    structured = _json_reply(body.get("response_format"))
+    if structured is not None:
+        return structured
     prompt = _last_user_text(body)
     words = prompt.split()
     preview = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
@@ -282,6 +297,7 @@ _ROUTES = (
     "/v1/agents/completions",
     "/v1/fim/completions",
     *(f"/v1{path}" for path in _JSON_ANSWERS),
+    "/v1/audio/speech",
     ":rawPredict",
     ":streamRawPredict",
 )
@@ -332,6 +348,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0].rstrip("/")
         if not isinstance(body, dict) or not (path.endswith(_ROUTES) or _CONVERSATION.search(path)):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
+            return
+        if path.endswith("/v1/audio/speech"):
+            error = error_for({"messages": [{"role": "user", "content": str(body.get("input", ""))}]})
+            if error is not None:
+                self._send_json(*error)
+            elif body.get("stream"):
+                self._send_events(audio.speech_frames(body))
+            else:
+                self._send_json(200, audio.speech_body(body))
             return
         conversation = _CONVERSATION.search(path)
         if conversation is not None:

@@ -1,10 +1,14 @@
-"""Pure extraction for audio transcription (``audio.transcriptions.complete``/``stream``): never the audio itself.
+"""Pure extraction for audio: transcription (``audio.transcriptions.complete``/``stream``) and speech
+(``audio.speech.complete``); never the audio itself.
 
 A transcription's span records the audio's size always, and its references (the file's name, its URL or uploaded
 file id) only with content on, like a prompt; the transcript is the completion, content too. The API reports the
 audio's length in seconds (``usage.prompt_audio_seconds``) and the language it heard. Streams send
 ``transcription.language``, ``transcription.segment``, ``transcription.text.delta`` and a final
 ``transcription.done`` that carries the model, the whole text and the usage.
+
+Speech turns text (content, recorded as the user's message) into audio, returned base64-encoded in one answer or
+as ``speech.audio.delta`` events ending with ``speech.audio.done`` and the usage; only the audio's size is kept.
 """
 
 from __future__ import annotations
@@ -127,4 +131,57 @@ class TranscriptionStream(attrs.EventAccumulator):
         out.update(
             attrs.guarded("stream output", _transcript, text if text else "".join(self.text), self.capture_content)
         )
+        return out
+
+
+def speech_request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int) -> Attributes:
+    streamed = kwargs.get("stream") is True
+    out = attrs.common_request_attributes(kwargs, sc.OPERATION_SPEECH, sc.OPERATION_SPEECH, streamed)
+    out[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_TYPE_SPEECH
+    for key, attribute in (("voice_id", sc.RESPAN_SPEECH_VOICE), ("response_format", sc.RESPAN_SPEECH_FORMAT)):
+        value = kwargs.get(key)
+        if value is not None and not attrs.is_missing(value):
+            out[attribute] = plain_text(value)
+    text = kwargs.get("input")
+    if capture and isinstance(text, str) and text:
+        messages = [{"role": "user", "content": text}]
+        out.update(attrs.guarded("prompt extraction", attrs.prompt_attributes, messages, max_indexed))
+    return out
+
+
+def _decoded_size(audio_data: Any) -> int | None:
+    """The size of base64-encoded audio once decoded, without decoding it."""
+    if not isinstance(audio_data, str):
+        return None
+    stripped = audio_data.rstrip("=")
+    return len(stripped) * 3 // 4
+
+
+def speech_response_attributes(response: Any, capture: bool) -> Attributes:
+    size = _decoded_size(field_of(response, "audio_data"))
+    return {sc.RESPAN_SPEECH_AUDIO_SIZE: size} if size is not None else {}
+
+
+class SpeechStream(attrs.EventAccumulator):
+    """Speech events: the audio's size, summed over its deltas, and the final usage."""
+
+    __slots__ = ("size", "usage")
+
+    def __init__(self, capture_content: bool, sizes: bool = False) -> None:
+        super().__init__(capture_content, sizes)
+        self.size = 0
+        self.usage: Any = None
+
+    def read(self, data: Any) -> int:
+        kind = field_of(data, "type")
+        kind = plain_text(kind) if kind is not None else None
+        if kind == "speech.audio.delta":
+            self.size += _decoded_size(field_of(data, "audio_data")) or 0
+        elif kind == "speech.audio.done":
+            self.usage = field_of(data, "usage")
+        return 0
+
+    def attributes(self) -> Attributes:
+        out: Attributes = {sc.RESPAN_SPEECH_AUDIO_SIZE: self.size}
+        out.update(attrs.guarded("stream usage", attrs.usage_attributes, self.usage))
         return out

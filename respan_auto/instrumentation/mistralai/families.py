@@ -18,10 +18,12 @@ pure extraction, here and in ``attributes.py``:
 - OCR: ``Ocr.process`` (``ocr``): the document's kind and address (never its bytes, nor a ``data:`` URL), pages
   returned and processed, the document's size; the recognised text stays out of the span;
 - transcriptions: ``Transcriptions.complete``/``stream`` (``transcription``): the audio's size, its references and the
-  transcript (content), the language heard and the seconds billed; read in ``audio.py``.
+  transcript (content), the language heard and the seconds billed; read in ``audio.py``;
+- speech: ``Speech.complete`` (``speech``, 2.x and later), a stream when the request says so: the text spoken
+  (content), the voice and format, and the audio's size, never the audio.
 
-Classifiers, OCR and transcriptions have no operation in the conventions: ``moderation``, ``classification``, ``ocr``
-and ``transcription`` are ours.
+Classifiers, OCR, transcriptions and speech have no operation in the conventions: ``moderation``,
+``classification``, ``ocr``, ``transcription`` and ``speech`` are ours.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Family:
     accumulator: Accumulator = attrs.StreamAccumulator  # reads the family's stream events
     positional: tuple[str, ...] = ()  # the leading parameters that callers may pass by position
     run: bool = False  # a client-side loop: an INTERNAL span whose calls are traced as its children
+    streams_on_request: bool = False  # its methods return a stream when the request says ``stream=True``
 
 
 def _texts(value: Any) -> list[str]:
@@ -311,4 +314,27 @@ TRANSCRIPTIONS = Family(
     audio.response_attributes,
     accumulator=audio.TranscriptionStream,
 )
-FAMILIES = (CHAT, FIM, EMBEDDINGS, AGENTS, CONVERSATIONS, RUNS, MODERATION, CLASSIFICATION, OCR, TRANSCRIPTIONS)
+SPEECH = Family(
+    "speech",
+    "speech",
+    "Speech",
+    ("complete", "complete_async"),
+    sc.OPERATION_SPEECH,
+    audio.speech_request_attributes,
+    audio.speech_response_attributes,
+    accumulator=audio.SpeechStream,
+    streams_on_request=True,
+)
+FAMILIES = (
+    CHAT,
+    FIM,
+    EMBEDDINGS,
+    AGENTS,
+    CONVERSATIONS,
+    RUNS,
+    MODERATION,
+    CLASSIFICATION,
+    OCR,
+    TRANSCRIPTIONS,
+    SPEECH,
+)

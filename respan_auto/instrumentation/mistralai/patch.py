@@ -75,17 +75,28 @@ def _async_wrapper(telemetry: Telemetry, family: Family, on_result: OnResult, st
     return wrapper
 
 
+def _response_or(follow: OnResult, step: str) -> OnResult:
+    """For methods that return a stream only when asked (``stream=True``): follow a stream, end on a response."""
+
+    def on_result(call: Call, result: Any) -> Any:
+        return follow(call, result) if hasattr(result, step) else _end_with_response(call, result)
+
+    return on_result
+
+
 def family_wrappers(telemetry: Telemetry, family: Family) -> dict[str, Wrapper]:
     """The wrapper for each method of the family's class we trace."""
     wrappers = {}
     for name in family.methods:
         is_async, stream = name.endswith("_async"), "stream" in name.split("_")
-        if is_async:
-            wrappers[name] = _async_wrapper(
-                telemetry, family, wrap_async_stream if stream else _end_with_response, stream
-            )
+        make, follow, step = (
+            (_async_wrapper, wrap_async_stream, "__anext__") if is_async else (_sync_wrapper, wrap_stream, "__next__")
+        )
+        if family.streams_on_request:
+            on_result = _response_or(follow, step)
         else:
-            wrappers[name] = _sync_wrapper(telemetry, family, wrap_stream if stream else _end_with_response, stream)
+            on_result = follow if stream else _end_with_response
+        wrappers[name] = make(telemetry, family, on_result, stream)
     return wrappers
 
 
