@@ -1,6 +1,6 @@
-"""A loopback stand-in for the Mistral API (chat, agents, FIM, embeddings, classifiers, OCR, conversations and audio
-transcription (see ``conversation_answers`` and ``audio_answers``), and the cloud clients' chat): JSON and chunked
-SSE, as the API speaks.
+"""A loopback stand-in for the Mistral API (chat, agents, FIM, embeddings, classifiers, OCR, conversations, audio and
+the Responses API (see ``conversation_answers``, ``audio_answers`` and ``responses_answers``), and the cloud clients'
+chat): JSON and chunked SSE, as the API speaks.
 
 Used by the offline examples, the tests and the benchmark. It binds to 127.0.0.1 only.
 
@@ -35,6 +35,7 @@ from typing import Any
 
 from respan_auto.testing import audio_answers as audio
 from respan_auto.testing import conversation_answers as conversations
+from respan_auto.testing import responses_answers as responses
 
 RESPONSE_MODEL = "mistral-small-2506"
 _CHUNKS = re.compile(r"#chunks=(\d+)")
@@ -298,6 +299,7 @@ _ROUTES = (
     "/v1/fim/completions",
     *(f"/v1{path}" for path in _JSON_ANSWERS),
     "/v1/audio/speech",
+    "/v1/responses",
     ":rawPredict",
     ":streamRawPredict",
 )
@@ -348,6 +350,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0].rstrip("/")
         if not isinstance(body, dict) or not (path.endswith(_ROUTES) or _CONVERSATION.search(path)):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
+            return
+        if path.endswith("/v1/responses"):
+            error = error_for({"messages": [{"role": "user", "content": responses.latest_input(body)}]})
+            if error is not None:
+                self._send_json(*error)
+            elif body.get("stream"):
+                self._send_events(responses.response_frames(body))
+            else:
+                self._send_json(200, responses.response_body(body))
             return
         if path.endswith("/v1/audio/speech"):
             error = error_for({"messages": [{"role": "user", "content": str(body.get("input", ""))}]})

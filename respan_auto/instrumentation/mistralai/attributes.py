@@ -305,6 +305,8 @@ def tool_definitions(tools: Any) -> list[dict[str, Any]]:
         definition = {"type": plain.get("type", "function")}
         if isinstance(function, dict):
             definition.update(function)
+        else:  # the Responses API's flat {"type": "function", "name": ..., "parameters": ...}
+            definition.update({k: v for k, v in plain.items() if k != "type"})
         result.append(definition)
     return result
 

@@ -4,6 +4,8 @@ Every family runs on the one call life cycle (``call.py``) and the same wrappers
 pure extraction, here and in ``attributes.py``:
 
 - chat: ``Chat.complete``/``stream`` (and their async twins), the request's messages and tools;
+- responses: ``Responses.create`` (3.x), the stateless Responses API, a ``chat`` whose input and output items are read
+  in ``responses.py``; a stream when the request says so;
 - FIM: ``Fim.complete``/``stream``, a ``text_completion`` whose prompt is one user message (the code before the gap)
   and whose suffix (the code after it) is ``respan.fim.suffix``; its answers have the chat shape;
 - embeddings: ``Embeddings.create``, whose inputs are user messages; the answer's usage, how many vectors came
@@ -35,7 +37,7 @@ from typing import Any
 
 from respan_auto import semconv as sc
 from respan_auto.instrumentation.mistralai import attributes as attrs
-from respan_auto.instrumentation.mistralai import audio, conversations
+from respan_auto.instrumentation.mistralai import audio, conversations, responses
 from respan_auto.instrumentation.mistralai.attributes import Attributes
 
 RequestReader = Callable[[Mapping[str, Any], bool, bool, int], Attributes]
@@ -325,8 +327,20 @@ SPEECH = Family(
     accumulator=audio.SpeechStream,
     streams_on_request=True,
 )
+RESPONSES = Family(
+    "responses",
+    "responses",
+    "Responses",
+    ("create", "create_async"),
+    sc.OPERATION_CHAT,
+    responses.request_attributes,
+    responses.response_attributes,
+    accumulator=responses.ResponsesStream,
+    streams_on_request=True,
+)
 FAMILIES = (
     CHAT,
+    RESPONSES,
     FIM,
     EMBEDDINGS,
     AGENTS,
