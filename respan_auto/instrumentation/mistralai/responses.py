@@ -132,10 +132,14 @@ def _finish_reason(response: Any) -> str | None:
 def response_attributes(response: Any, capture: bool) -> Attributes:
     out = attrs.guarded("response identity", attrs.response_identity, response)
     out.update(attrs.guarded("response usage", _usage, field_of(response, "usage")))
-    choice = Choice(finish_reason=_finish_reason(response))
-    attrs.guarded("response output", _read_output, choice, field_of(response, "output"))
-    out.update(attrs.guarded("response output", attrs.completion_attributes, [choice], capture))
+    out.update(attrs.guarded("response output", _output_attributes, response, capture))
     return out
+
+
+def _output_attributes(response: Any, capture: bool) -> Attributes:
+    choice = Choice(finish_reason=_finish_reason(response))
+    _read_output(choice, field_of(response, "output"))
+    return attrs.completion_attributes([choice], capture)
 
 
 class ResponsesStream(attrs.EventAccumulator):
