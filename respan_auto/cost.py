@@ -76,7 +76,10 @@ def is_llm_call(attributes: Mapping[str, Any]) -> bool:
 
 
 def is_model_call(attributes: Mapping[str, Any]) -> bool:
-    """A model call, failed ones (no usage) included: what the views count as LLM calls."""
+    """A model call, failed ones (no usage) included: what the views count as LLM calls. A span inside another
+    instrumentation's span for the same call (``respan.usage.counted_above``) is that call, counted there."""
+    if attributes.get(sc.RESPAN_USAGE_COUNTED_ABOVE):
+        return False
     return is_llm_call(attributes) or attributes.get(sc.GEN_AI_OPERATION_NAME) in MODEL_OPERATIONS
 
 

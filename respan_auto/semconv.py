@@ -144,6 +144,10 @@ RESPAN_AUDIO_SEGMENTS = "respan.audio.segments"  # timestamped segments returned
 RESPAN_SPEECH_VOICE = "respan.speech.voice"  # the voice id asked for
 RESPAN_SPEECH_FORMAT = "respan.speech.format"  # mp3, wav, ...
 RESPAN_SPEECH_AUDIO_SIZE = "respan.speech.audio_size_bytes"  # the audio returned (never its bytes)
+# inside another instrumentation's span for the same model call, which reports the usage: ours is then only here
+RESPAN_USAGE_COUNTED_ABOVE = "respan.usage.counted_above"
+RESPAN_USAGE_PREFIX = "respan.usage."  # + input_tokens, output_tokens, total_tokens, ...
+USAGE_PREFIXES = ("gen_ai.usage.", "llm.usage.")
 TRACELOOP_SPAN_KIND = "traceloop.span.kind"  # workflow, task, agent or tool: how Respan types a non-LLM span
 
 OWN_KEYS = frozenset(
@@ -181,6 +185,7 @@ OWN_KEYS = frozenset(
         RESPAN_SPEECH_VOICE,
         RESPAN_SPEECH_FORMAT,
         RESPAN_SPEECH_AUDIO_SIZE,
+        RESPAN_USAGE_COUNTED_ABOVE,
     }
 )
 OWN_PREFIXES = (f"{GEN_AI_PROMPT_PREFIX}.", f"{GEN_AI_COMPLETION_PREFIX}.", "respan.", "traceloop.")

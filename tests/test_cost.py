@@ -77,3 +77,10 @@ def test_without_the_table_every_cost_is_unknown():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.split() == ["False", "None"], result.stderr
+
+
+def test_a_call_counted_above_is_not_a_second_model_call():
+    ours = {"gen_ai.operation.name": "chat", "respan.usage.counted_above": True, "respan.usage.input_tokens": 5}
+    theirs = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 2}
+    assert [cost.is_model_call(a) for a in (ours, theirs)] == [False, True]
+    assert [cost.is_llm_call(a) for a in (ours, theirs)] == [False, True]

@@ -443,3 +443,23 @@ def test_parse_and_parse_stream_are_one_chat_span_each_with_json_output(new_clie
         assert span.name == "chat mistral-small-latest" and a["gen_ai.output.type"] == "json"
         assert json.loads(a["gen_ai.completion.0.content"]) == {"city": "stand-in", "celsius": 1}
     assert streamed.attributes["respan.stream.chunk_count"] == len(events)
+
+
+def test_inside_a_frameworks_span_for_the_same_call_usage_is_counted_once(client, spans):
+    """A framework (pydantic-ai with its instrumentation on) opens a ``chat`` span around the SDK call and reports
+    the usage itself: ours keeps it under ``respan.usage.*`` (tests/test_join.py runs the real pydantic-ai)."""
+    from opentelemetry import trace
+
+    framework = trace.get_tracer("a framework")
+    with framework.start_as_current_span("chat m", attributes={"gen_ai.operation.name": "chat"}):
+        response = client.chat.complete(model="m", messages=[{"role": "user", "content": "hi"}])
+    with framework.start_as_current_span("agent run", attributes={"gen_ai.operation.name": "invoke_agent"}):
+        client.chat.complete(model="m", messages=[{"role": "user", "content": "hi"}])
+    inside, beside = [s for s in spans.finished() if s.instrumentation_scope.name.startswith("respan_auto")]
+    a = inside.attributes
+    assert a["respan.usage.counted_above"] is True
+    assert a["respan.usage.input_tokens"] == response.usage.prompt_tokens
+    assert a["respan.usage.total_tokens"] == response.usage.total_tokens
+    assert not any(k.startswith(("gen_ai.usage.", "llm.usage.")) for k in a)
+    assert "respan.usage.counted_above" not in beside.attributes  # an agent's span is not the model call's
+    assert beside.attributes["gen_ai.usage.input_tokens"] == response.usage.prompt_tokens

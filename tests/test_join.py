@@ -315,3 +315,11 @@ def test_pydantic_ai_agent(run, tmp_path, receiver):
         assert [s["scope"] for s in ancestry[2:-1]] == ["pydantic-ai"]  # the agent run
         assert len({s["trace_id"] for s in ancestry}) == 1
     assert {s["span_id"] for s in app_spans(tmp_path)} == {s["span_id"] for s in received(receiver)}
+    # pydantic-ai's span reports the call's usage; ours keeps it aside, so the trace counts each token once
+    theirs = [s for s in receiver.spans if s.scope == "pydantic-ai" and s.name == CHAT]
+    ours = [s for s in receiver.spans if s.scope == OUR_SCOPE]
+    assert len(theirs) == len(ours) == 1
+    assert theirs[0].attributes["gen_ai.usage.input_tokens"] == ours[0].attributes["respan.usage.input_tokens"] > 0
+    assert ours[0].attributes["respan.usage.counted_above"] is True
+    counted = [s for s in receiver.spans if any(k.startswith(("gen_ai.usage.", "llm.usage.")) for k in s.attributes)]
+    assert counted == theirs

@@ -97,6 +97,42 @@ class Telemetry:
             return None
 
 
+# operations whose spans a framework opens around the one model call it makes through the SDK
+_MODEL_OPERATIONS = frozenset(
+    {sc.OPERATION_CHAT, sc.OPERATION_TEXT_COMPLETION, sc.OPERATION_EMBEDDINGS, "generate_content"}
+)
+_OUR_SCOPE = __name__.rpartition(".")[0]
+
+
+def _in_framework_model_span() -> bool:
+    """Whether another instrumentation's span for this same model call is current (pydantic-ai's ``chat``, say).
+
+    That span already reports the call's usage, so ours keeps it only under ``respan.usage.*`` and records no token
+    metrics: totals in the backend and in our views count each call's tokens once.
+    """
+    try:
+        parent = trace.get_current_span()
+        scope = getattr(parent, "instrumentation_scope", None)
+        if not parent.is_recording() or scope is None or scope.name == _OUR_SCOPE:
+            return False
+        attributes = getattr(parent, "attributes", None) or {}
+        return attributes.get(sc.GEN_AI_OPERATION_NAME) in _MODEL_OPERATIONS
+    except Exception as exc:  # noqa: BLE001
+        report_once("framework span check", exc)
+        return False
+
+
+def _usage_moved(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome with its usage keys (``gen_ai.usage.*``, ``llm.usage.*``) under ``respan.usage.*`` instead."""
+    written = {}
+    for key, value in outcome.items():
+        if key.startswith(sc.USAGE_PREFIXES):
+            written[sc.RESPAN_USAGE_PREFIX + key.rpartition(".usage.")[2]] = value
+        else:
+            written[key] = value
+    return written
+
+
 def _name_of(family: Family, attributes: Mapping[str, Any], *fallbacks: str) -> Any:
     """What the span's name ends with: the first of the family's naming attributes that is set."""
     return next((attributes[key] for key in (*family.named_by, *fallbacks) if attributes.get(key)), None)
@@ -124,6 +160,7 @@ class Call:
         "_token",
         "_unnamed",
         "capture",
+        "counted_above",
         "family",
         "span",
         "start_ns",
@@ -159,6 +196,9 @@ class Call:
         name = f"{family.operation} {named}" if named else family.operation
         self._metric_attrs = {k: request[k] for k in _METRIC_KEYS if k in request}
         self.start_ns = time.time_ns()
+        self.counted_above = _in_framework_model_span()
+        if self.counted_above:
+            request[sc.RESPAN_USAGE_COUNTED_ABOVE] = True
         kind = SpanKind.INTERNAL if family.run else SpanKind.CLIENT
         self.span = telemetry.tracer.start_span(name, kind=kind, attributes=request, start_time=self.start_ns)
         ctx = trace.set_span_in_context(self.span)
@@ -198,7 +238,7 @@ class Call:
                 outcome = self.family.response(response, self.capture)
             elif stream is not None:
                 outcome = stream.attributes()
-            written = dict(outcome)
+            written = _usage_moved(outcome) if self.counted_above else dict(outcome)
             if stream is not None:
                 written.update(attrs.stream_timing_attributes(self.start_ns, stream.chunk_times))
                 if completed is not None:
@@ -273,7 +313,7 @@ class Call:
                 metric_attrs[sc.ERROR_TYPE] = type(error).__qualname__
             telemetry.duration.record((end_ns - self.start_ns) / 1e9, metric_attrs)
             for key, token_type in ((sc.GEN_AI_USAGE_INPUT_TOKENS, "input"), (sc.GEN_AI_USAGE_OUTPUT_TOKENS, "output")):
-                if key in outcome:
+                if key in outcome and not self.counted_above:
                     telemetry.tokens.record(outcome[key], {**metric_attrs, sc.GEN_AI_TOKEN_TYPE: token_type})
             times = stream.chunk_times if stream is not None else ()
             if times:
