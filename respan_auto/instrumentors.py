@@ -146,11 +146,20 @@ def any_active() -> bool:
     return False
 
 
-def activate_explicit(instrumentors: Iterable[Any], tracer_provider: Any) -> list[str]:
+def _providers(tracer_provider: Any, meter_provider: Any) -> dict[str, Any]:
+    """The keyword arguments every instrumentor takes: our tracer provider, and our meter provider when we built one
+    (else the global one, which is the app's if it set one up, is used)."""
+    kwargs: dict[str, Any] = {"tracer_provider": tracer_provider}
+    if meter_provider is not None:
+        kwargs["meter_provider"] = meter_provider
+    return kwargs
+
+
+def activate_explicit(instrumentors: Iterable[Any], tracer_provider: Any, meter_provider: Any = None) -> list[str]:
     done = []
     for instrumentor in instrumentors:
         label = _name_of(instrumentor)
-        kwargs: dict[str, Any] = {"tracer_provider": tracer_provider}
+        kwargs = _providers(tracer_provider, meter_provider)
         if _instrument(label, instrumentor, kwargs, explicit=True):
             done.append(label)
     return done
@@ -173,6 +182,7 @@ def activate_discovered(
     tracer_provider: Any,
     skip: Iterable[str] = (),
     environ: Mapping[str, str] | None = None,
+    meter_provider: Any = None,
 ) -> list[str]:
     """Every installed instrumentor whose library is installed, minus the disabled ones and ``skip``."""
     env = os.environ if environ is None else environ
@@ -204,7 +214,7 @@ def activate_discovered(
                 exc,
             )
             continue
-        kwargs: dict[str, Any] = {"tracer_provider": tracer_provider, "skip_dep_check": True}
+        kwargs = {**_providers(tracer_provider, meter_provider), "skip_dep_check": True}
         if _instrument(OUR_CLASS if ep.name == OUR_ENTRY_POINT else label, instrumentor, kwargs):
             done.append(ep.name)
     return done

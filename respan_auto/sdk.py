@@ -152,13 +152,14 @@ class Respan:
                 _pipeline = Pipeline(settings, redact=redact)
             self._pipeline = pipeline = _pipeline
         provider = pipeline.provider
-        self.activated += instrumentors.activate_explicit(instrumentations or (), provider)
+        meters = pipeline.meter_provider
+        self.activated += instrumentors.activate_explicit(instrumentations or (), provider, meters)
         if is_auto_instrument:
             if settings.instrument_threading and threads.instrument():
                 self.activated.append(threads.CONTRIB_ENTRY_POINT)
             # ours carries the context into threads (or, switched off, nothing does): never the contrib one too
             skip = (threads.CONTRIB_ENTRY_POINT,)
-            self.activated += instrumentors.activate_discovered(provider, skip=skip)
+            self.activated += instrumentors.activate_discovered(provider, skip=skip, meter_provider=meters)
         if first:
             _announce(pipeline)
         else:

@@ -463,3 +463,15 @@ def test_inside_a_frameworks_span_for_the_same_call_usage_is_counted_once(client
     assert not any(k.startswith(("gen_ai.usage.", "llm.usage.")) for k in a)
     assert "respan.usage.counted_above" not in beside.attributes  # an agent's span is not the model call's
     assert beside.attributes["gen_ai.usage.input_tokens"] == response.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("method", list(SECRET_CALLS))
+def test_each_family_returns_the_same_values_and_types_as_without_us(
+    new_client, uninstrumented, spans, method, is_async
+):
+    traced = run(new_client, is_async, method, **SECRET_CALLS[method])
+    with uninstrumented():
+        bare = run(new_client, is_async, method, **SECRET_CALLS[method])
+    assert type(traced) is type(bare) and traced.model_dump() == bare.model_dump()
+    assert len(spans.finished()) == 1  # the traced call's only

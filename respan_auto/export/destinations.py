@@ -97,7 +97,7 @@ def otlp_grpc_exporter(environ: Mapping[str, str]) -> tuple[SpanExporter, Transp
         warn_once(
             "grpc-missing",
             "respan_auto: OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: pip install 'respan-auto[grpc]'. "
-            "Until then spans are not sent to the OTLP endpoint",
+            "Until then neither spans nor metrics are sent to the OTLP endpoint",
         )
         return None
     from respan_auto.export.transport import GrpcHandoff, GrpcTransport

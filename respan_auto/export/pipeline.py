@@ -13,13 +13,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import Resource
 
+from respan_auto._guard import report_once
 from respan_auto.config import Settings
 from respan_auto.context import ContextAttributesProcessor
-from respan_auto.export import destinations, process_end, provider
+from respan_auto.export import destinations, metrics, process_end, provider
 from respan_auto.export.destinations import Destination
 from respan_auto.export.limits import Redactor
 from respan_auto.export.sender import Leftovers, Outcome, Payload
@@ -66,6 +68,15 @@ def spool_sender(destination: Destination) -> Callable[[bytes, int], Outcome]:
     return send
 
 
+def _meter_provider(environ: Mapping[str, str], resource: Resource) -> Any:
+    try:
+        ours = metrics.build(environ, resource)
+    except Exception as exc:  # noqa: BLE001 - spans still go out
+        report_once("metrics pipeline", exc)
+        return None
+    return None if ours is None else metrics.FollowingMeterProvider(ours)
+
+
 class Pipeline:
     """The destinations respan_auto exports to, on the app's provider or its own."""
 
@@ -83,6 +94,7 @@ class Pipeline:
         processors = [ContextAttributesProcessor(), *(d.processor for d in self.destinations)]
         handle = provider.install(processors, resource)
         self.provider, self.joined = handle.provider, handle.joined
+        self.meter_provider = _meter_provider(env, resource)
         self._exit_lock = threading.Lock()
         self._exited_pid: int | None = None
         process_end.install(self.exit_flush)
@@ -120,6 +132,11 @@ class Pipeline:
                 leftovers = destination.sender.finish(max(0.0, deadline - time.monotonic()))
             self._report_undelivered(destination, leftovers, unencoded, time.monotonic() - started)
             self._report_lost(destination)
+        if self.meter_provider is not None:
+            try:
+                self.meter_provider.ours.force_flush(timeout_millis=max(1, int((deadline - time.monotonic()) * 1000)))
+            except Exception as exc:  # noqa: BLE001
+                report_once("metrics flush", exc)
 
     def _report_undelivered(self, destination: Destination, left: Leftovers, unencoded: int, waited: float) -> None:
         waited_for = f"the exit waited {waited:.1f} s of RESPAN_EXIT_TIMEOUT={self.settings.exit_timeout:g}"
@@ -206,3 +223,5 @@ class Pipeline:
         self.exit_flush()
         for destination in self.destinations:
             destination.processor.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.ours.shutdown()

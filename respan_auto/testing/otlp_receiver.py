@@ -1,9 +1,9 @@
 """A loopback OTLP/HTTP(S) receiver that decodes what arrives: for tests and benchmarks.
 
-It accepts protobuf and JSON trace exports (plain, gzip or deflate, as the standard exporter's
-``OTEL_EXPORTER_OTLP_COMPRESSION`` may send them) on any path, records each request with its headers,
-and can be told to answer with another status (and a ``Retry-After``) or late, to play a failing or slow
-endpoint. Given :class:`~respan_auto.testing.tls.TlsFiles` it serves HTTPS, optionally requiring a client
+It accepts protobuf and JSON trace exports on any path, and protobuf metric exports on ``/v1/metrics`` (plain,
+gzip or deflate, as the standard exporter's ``OTEL_EXPORTER_OTLP_COMPRESSION`` may send them), records each request
+with its headers, and can be told to answer with another status (and a ``Retry-After``) or late, to play a failing or
+slow endpoint. Given :class:`~respan_auto.testing.tls.TlsFiles` it serves HTTPS, optionally requiring a client
 certificate (mTLS).
 """
 
@@ -39,6 +39,17 @@ class ReceivedSpan:
 
 
 @dataclass
+class ReceivedPoint:
+    """One data point of a metric: a histogram's (count and sum) or a sum's or gauge's (value)."""
+
+    metric: str
+    unit: str
+    attributes: dict[str, Any]
+    count: int | None = None
+    total: float | None = None
+
+
+@dataclass
 class Export:
     """One request as it arrived: ``raw`` is the body after decompression; ``spans`` is empty unless accepted."""
 
@@ -46,6 +57,7 @@ class Export:
     headers: dict[str, str]  # lower-case names (HTTP headers, or gRPC metadata)
     raw: bytes
     spans: list[ReceivedSpan] = field(default_factory=list)
+    points: list[ReceivedPoint] = field(default_factory=list)  # a metrics export's (on a path ending /v1/metrics)
     client_cn: str | None = None  # common name of the verified client certificate, under mTLS
 
 
@@ -118,6 +130,27 @@ def decode_request(request: Any) -> list[ReceivedSpan]:
     return spans
 
 
+def decode_metrics(body: bytes) -> list[ReceivedPoint]:
+    """The data points of a protobuf ``ExportMetricsServiceRequest``."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(body)
+    points = []
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                for point in getattr(metric, kind).data_points if kind else ():
+                    received = ReceivedPoint(metric.name, metric.unit, _attributes(point.attributes))
+                    if kind in ("histogram", "exponential_histogram"):
+                        received.count, received.total = point.count, point.sum
+                    else:
+                        received.total = getattr(point, point.WhichOneof("value") or "as_double")
+                    points.append(received)
+    return points
+
+
 def decompress(raw: bytes, encoding: str | None) -> bytes:
     """The body under its ``Content-Encoding``: gzip, or deflate (zlib-wrapped as the standard exporter sends it,
     or raw as some clients do)."""
@@ -151,7 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
         export = Export(self.path, headers, raw, client_cn=self.server.client_cn(self.connection))
         try:
             export.raw = decompress(raw, headers.get("content-encoding"))
-            if status == 200:
+            if status == 200 and self.path.rstrip("/").endswith("/v1/metrics"):
+                export.points = decode_metrics(export.raw)
+            elif status == 200:
                 json_body = headers.get("content-type", "").split(";")[0].strip() == "application/json"
                 export.spans = (decode_json if json_body else decode)(export.raw)
         except Exception as exc:  # noqa: BLE001 - a body we cannot read gets a collector's answer: 400
@@ -268,6 +303,11 @@ class OtlpReceiver(ThreadingHTTPServer):
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
             return [span for export in self.exports for span in export.spans]
+
+    @property
+    def points(self) -> list[ReceivedPoint]:
+        with self._lock:
+            return [point for export in self.exports for point in export.points]
 
     def wait_for_spans(self, count: int, timeout: float = 5.0) -> list[ReceivedSpan]:
         """The received spans once there are at least ``count`` (or whatever arrived by ``timeout`` seconds)."""
