@@ -225,3 +225,25 @@ def test_speech_extraction_never_raises(kwargs, capture):
     stream = audio.SpeechStream(capture)
     stream.add({"data": kwargs}, 0)
     stream.attributes()
+
+
+def test_the_size_is_read_without_touching_the_callers_file_object(tmp_path: Path):
+    import os
+    import tempfile
+
+    spooled = tempfile.SpooledTemporaryFile(max_size=10_000)
+    spooled.write(AUDIO)
+    spooled.seek(5)
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as pipe, open(write_end, "wb"):
+        kwargs = [{"file": {"file_name": "a.wav", "content": c}} for c in (spooled, pipe)]
+        sized = [audio.request_attributes(k, True, False, 8).get("respan.audio.size_bytes") for k in kwargs]
+    assert sized == [None, None]
+    assert not spooled._rolled and spooled.tell() == 5  # still in memory, where the caller left it
+    buffer = __import__("io").BytesIO(AUDIO)
+    buffer.seek(3)
+    assert audio.request_attributes({"file": {"content": buffer}}, True, False, 8)["respan.audio.size_bytes"] == len(
+        AUDIO
+    )
+    assert buffer.tell() == 3
+    buffer.write(b"more")  # no buffer export left behind: the caller can still resize it

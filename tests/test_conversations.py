@@ -422,3 +422,40 @@ def test_the_terminal_viewer_shows_the_run_its_conversation_and_tool_runs(new_cl
     assert f"{TOOL_SPAN}" in tree and "tool get_weather" in tree
     assert 'arguments: {"city": "Paris"}' in tree and "result: sunny in Paris" in tree
     assert "completion: It is sunny in Paris." in tree
+
+
+def test_a_run_stream_closed_early_ends_its_span_at_once(new_client, spans):
+    from mistralai.extra.run.context import RunContext
+
+    async def go() -> Any:
+        async with RunContext(model=REQUEST_MODEL) as run_ctx:
+            run_ctx.register_func(get_weather)
+            stream = await new_client().beta.conversations.run_stream_async(run_ctx, "#tools the weather?")
+            first = await stream.__anext__()
+            await stream.aclose()
+            return first
+
+    first = asyncio.run(go())
+    assert first is not None
+    top, _ = _tree(spans)
+    assert top.attributes["respan.stream.completed"] is False and top.end_time is not None
+
+
+def test_tool_arguments_given_as_a_mapping_are_recorded_as_json(sdk, spans, instrument):
+    import importlib
+
+    from mistralai.extra.run.context import RunContext
+
+    models = importlib.import_module(f"{sdk.root}.models")
+
+    async def go() -> Any:
+        from mistralai.extra.run import context
+
+        async with RunContext(model=REQUEST_MODEL) as run_ctx:
+            run_ctx.register_func(get_weather)
+            call = models.FunctionCallEntry(tool_call_id="call_1", name="get_weather", arguments={"city": "Paris"})
+            return await context.create_function_result(call, run_ctx._callable_tools["get_weather"])
+
+    asyncio.run(go())
+    (tool,) = [s for s in spans.finished() if s.name == TOOL_SPAN]
+    assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"city": "Paris"}

@@ -152,3 +152,39 @@ def test_https_with_the_certificate_variable_even_beside_requests_ca_bundle(tmp_
             NO_PROXY="127.0.0.1,localhost",
         )
         assert secure.url.startswith("https://") and OPERATION in {p.metric for p in secure.points}
+
+
+def test_an_otel_metrics_exporter_of_another_kind_is_not_ours_to_build(tmp_path, server, receiver):
+    run(tmp_path, server, receiver, OTEL_METRICS_EXPORTER="console")
+    assert receiver.spans and not [e for e in receiver.exports if e.path.endswith("/v1/metrics")]
+
+
+def test_a_failure_inside_a_stream_is_an_error_in_the_metrics_too(server):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from respan_auto.instrumentation.mistralai import MistralAIInstrumentor
+
+    reader = InMemoryMetricReader()
+    instrumentor = MistralAIInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        try:
+            from mistralai.client import Mistral
+        except ImportError:
+            from mistralai import Mistral
+        client = Mistral(api_key="k", server_url=server.url)
+        list(client.beta.conversations.start_stream(inputs="#stream-error x", model="m"))
+    finally:
+        instrumentor.uninstrument()
+    data = reader.get_metrics_data()
+    points = [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == OPERATION
+        for p in m.data.data_points
+    ]
+    assert [dict(p.attributes).get("error.type") for p in points] == ["conversation.response.error 3000"]

@@ -2,11 +2,11 @@
 
 Metrics go where an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``), over the protocol the ``OTEL_*`` variables name; Respan's ingest and the
-local store take spans only. The instrumentors get a ``FollowingMeterProvider``: each measurement goes to the app's own
-SDK ``MeterProvider`` once the app has set one as the global provider (before or after we started), and to ours until
-then, as spans follow the app's ``TracerProvider``. Ours is never the global one, so an app can still set its own, and
-it does not hook the exit itself: the pipeline flushes it with the spans, at every kind of process end.
-``OTEL_METRICS_EXPORTER=none`` turns ours off (the app's still gets everything).
+local store take spans only. The instrumentors get a ``FollowingMeterProvider``: each measurement goes to the app's
+own ``MeterProvider`` (the SDK's, logfire's) once the app has set one as the global provider, before or after we
+started, and to ours until then, as spans follow the app's ``TracerProvider``. Ours is never the global one, so an
+app can still set its own, and it does not hook the exit itself: the pipeline flushes it with the spans, at every
+kind of process end. An ``OTEL_METRICS_EXPORTER`` without ``otlp`` turns ours off (the app's still gets everything).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 import requests
 from opentelemetry import metrics as metrics_api
-from opentelemetry.sdk.metrics import MeterProvider
 
 from respan_auto._guard import report_once, warn_once
 
@@ -43,7 +42,7 @@ def wanted(environ: Mapping[str, str]) -> bool:
     if not _first(environ, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         return False
     exporters = {e.strip().lower() for e in environ.get("OTEL_METRICS_EXPORTER", "otlp").split(",")}
-    return "none" not in exporters
+    return "otlp" in exporters  # "none", or only exporters of other kinds (console, prometheus): not ours to build
 
 
 def _exporter(environ: Mapping[str, str]) -> Any:
@@ -71,6 +70,7 @@ def build(environ: Mapping[str, str], resource: Any) -> Any:
     exporter = _exporter(environ)
     if exporter is None:
         return None
+    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     reader = PeriodicExportingMetricReader(exporter)  # OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT
@@ -78,9 +78,10 @@ def build(environ: Mapping[str, str], resource: Any) -> Any:
 
 
 def _apps() -> Any:
-    """The app's SDK ``MeterProvider`` if it set one as the global provider, else None."""
+    """The provider the app set as the global one (the SDK's, logfire's, any), else None: the API's own default
+    (a proxy until one is set) and its no-op do not count."""
     provider = metrics_api.get_meter_provider()
-    return provider if isinstance(provider, MeterProvider) else None
+    return None if type(provider).__module__.startswith("opentelemetry.metrics") else provider
 
 
 class _FollowingInstrument:
@@ -115,7 +116,8 @@ class _FollowingInstrument:
 
 
 class _FollowingMeter:
-    """Makes following instruments; observable ones (asynchronous, with callbacks) are made once, in ours."""
+    """Makes following instruments; observable ones (asynchronous, with callbacks) are made once, in the target of
+    the moment."""
 
     def __init__(self, owner: FollowingMeterProvider, args: tuple, kwargs: dict) -> None:
         self._owner, self._args, self._kwargs = owner, args, kwargs

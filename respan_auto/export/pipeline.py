@@ -68,6 +68,9 @@ def spool_sender(destination: Destination) -> Callable[[bytes, int], Outcome]:
     return send
 
 
+METRICS_EXIT_FLOOR = 0.5  # seconds
+
+
 def _meter_provider(environ: Mapping[str, str], resource: Resource) -> Any:
     try:
         ours = metrics.build(environ, resource)
@@ -134,7 +137,9 @@ class Pipeline:
             self._report_lost(destination)
         if self.meter_provider is not None:
             try:
-                self.meter_provider.ours.force_flush(timeout_millis=max(1, int((deadline - time.monotonic()) * 1000)))
+                # at least half a second of its own: spans that took the whole exit budget must not cost the metrics
+                left = max(METRICS_EXIT_FLOOR, deadline - time.monotonic())
+                self.meter_provider.ours.force_flush(timeout_millis=int(left * 1000))
             except Exception as exc:  # noqa: BLE001
                 report_once("metrics flush", exc)
 
@@ -224,4 +229,7 @@ class Pipeline:
         for destination in self.destinations:
             destination.processor.shutdown()
         if self.meter_provider is not None:
-            self.meter_provider.ours.shutdown()
+            try:
+                self.meter_provider.ours.shutdown()
+            except Exception as exc:  # noqa: BLE001
+                report_once("metrics shutdown", exc)

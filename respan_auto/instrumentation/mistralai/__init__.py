@@ -77,11 +77,20 @@ class _Session:
 
     def quiet_sdk_tool_runs(self, module: ModuleType) -> None:
         """The SDK's tools module: no span of its own inside ours."""
-        if self.live:
-            try:
-                self.patcher.replace(module, tool_runs.TRACE_GLOBAL, tool_runs.QuietTraceModule)
-            except Exception as exc:  # noqa: BLE001
-                report_once("patch SDK tool-run tracing", exc)
+        if not self.live:
+            return
+        try:
+            replaced = self.patcher.replace(module, tool_runs.TRACE_GLOBAL, tool_runs.QuietTraceModule)
+        except Exception as exc:  # noqa: BLE001
+            report_once("patch SDK tool-run tracing", exc)
+            replaced = False
+        if not replaced:
+            warn_once(
+                "sdk-tool-runs",
+                "respan_auto: %s has a layout respan_auto does not know; the SDK's own tool-run spans (with their "
+                "arguments and results, whatever the content switch says) may appear beside ours",
+                module.__name__,
+            )
 
     def check_layout(self, module: ModuleType) -> None:
         if self.live:

@@ -127,6 +127,12 @@ def plain_text(value: Any) -> str:
     return _as_text(to_plain(value))
 
 
+def type_of(item: Any) -> str | None:
+    """An entry's, event's or part's ``type`` field as text (the families whose items say what they are)."""
+    kind = field_of(item, "type")
+    return None if kind is None else plain_text(kind)
+
+
 # ---------------------------------------------------------------- content and messages
 
 

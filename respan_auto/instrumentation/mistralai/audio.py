@@ -13,27 +13,32 @@ as ``speech.audio.delta`` events ending with ``speech.audio.done`` and the usage
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
 from respan_auto import semconv as sc
 from respan_auto.instrumentation.mistralai import attributes as attrs
-from respan_auto.instrumentation.mistralai.attributes import Attributes, Choice, field_of, plain_text
+from respan_auto.instrumentation.mistralai.attributes import Attributes, Choice, field_of, plain_text, type_of
 
 
 def _size(content: Any) -> int | None:
-    """The audio's size in bytes, read without touching a stream the SDK has yet to send."""
+    """The audio's size in bytes, read without touching the object the SDK has yet to send: only bytes, an in-memory
+    buffer, or a regular file on disk (never a pipe, a socket or a spooled file, whose ``fileno`` rolls it over)."""
     if isinstance(content, (bytes, bytearray, memoryview)):
         return len(content)
-    fileno = getattr(content, "fileno", None)
-    if fileno is None:
-        return None
-    try:
-        return os.fstat(fileno()).st_size
-    except (OSError, ValueError, TypeError):  # not a real file (BytesIO raises UnsupportedOperation, an OSError)
-        getbuffer = getattr(content, "getbuffer", None)
-        return len(getbuffer()) if getbuffer is not None else None
+    if isinstance(content, io.BytesIO):
+        with content.getbuffer() as view:
+            return view.nbytes
+    if isinstance(content, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+        try:
+            status = os.fstat(content.fileno())
+        except (OSError, ValueError):
+            return None
+        return status.st_size if stat.S_ISREG(status.st_mode) else None
+    return None
 
 
 def request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int) -> Attributes:
@@ -105,8 +110,7 @@ class TranscriptionStream(attrs.EventAccumulator):
         self.done: Any = None
 
     def read(self, data: Any) -> int:
-        kind = field_of(data, "type")
-        kind = plain_text(kind) if kind is not None else None
+        kind = type_of(data)
         if kind == "transcription.text.delta":
             text = field_of(data, "text")
             if isinstance(text, str):
@@ -158,6 +162,7 @@ def _decoded_size(audio_data: Any) -> int | None:
 
 
 def speech_response_attributes(response: Any, capture: bool) -> Attributes:
+    """Only the audio's size: nothing in the answer is content we keep."""
     size = _decoded_size(field_of(response, "audio_data"))
     return {sc.RESPAN_SPEECH_AUDIO_SIZE: size} if size is not None else {}
 
@@ -173,8 +178,7 @@ class SpeechStream(attrs.EventAccumulator):
         self.usage: Any = None
 
     def read(self, data: Any) -> int:
-        kind = field_of(data, "type")
-        kind = plain_text(kind) if kind is not None else None
+        kind = type_of(data)
         if kind == "speech.audio.delta":
             self.size += _decoded_size(field_of(data, "audio_data")) or 0
         elif kind == "speech.audio.done":

@@ -311,6 +311,8 @@ class Call:
                 metric_attrs[sc.GEN_AI_RESPONSE_MODEL] = model
             if error is not None:
                 metric_attrs[sc.ERROR_TYPE] = type(error).__qualname__
+            elif stream is not None and stream.failure:
+                metric_attrs[sc.ERROR_TYPE] = stream.failure
             telemetry.duration.record((end_ns - self.start_ns) / 1e9, metric_attrs)
             for key, token_type in ((sc.GEN_AI_USAGE_INPUT_TOKENS, "input"), (sc.GEN_AI_USAGE_OUTPUT_TOKENS, "output")):
                 if key in outcome and not self.counted_above:

@@ -15,7 +15,7 @@ from typing import Any
 
 from respan_auto import semconv as sc
 from respan_auto.instrumentation.mistralai import attributes as attrs
-from respan_auto.instrumentation.mistralai.attributes import Attributes, Choice, field_of, plain_text
+from respan_auto.instrumentation.mistralai.attributes import Attributes, Choice, field_of, plain_text, type_of
 
 # completion_args keys read like a chat call's keyword arguments
 _COMPLETION_ARGS = (
@@ -30,14 +30,9 @@ _COMPLETION_ARGS = (
 )
 
 
-def _kind(item: Any) -> str | None:
-    kind = field_of(item, "type")
-    return None if kind is None else plain_text(kind)
-
-
 def _entry_message(entry: Any) -> dict[str, Any] | None:
     """One input entry as the chat message it stands for, or None for entries that are not messages."""
-    kind = _kind(entry)
+    kind = type_of(entry)
     if kind == "function.result":
         return {"role": "tool", "content": field_of(entry, "result"), "tool_call_id": field_of(entry, "tool_call_id")}
     if kind == "function.call":
@@ -142,7 +137,7 @@ class _Outputs:
 
 def _read_entries(outputs: _Outputs, entries: Any) -> None:
     for index, entry in enumerate(entries if isinstance(entries, (list, tuple)) else ()):
-        kind = _kind(entry)
+        kind = type_of(entry)
         if kind == "function.call":
             outputs.function_call(index, entry)
         elif kind == "tool.execution":
@@ -174,7 +169,7 @@ class ConversationStream(attrs.EventAccumulator):
         self.failure: str | None = None
 
     def read(self, data: Any) -> int:
-        kind = _kind(data)
+        kind = type_of(data)
         outputs = self.outputs
         if kind == "message.output.delta":
             return len(outputs.message(data))
@@ -235,7 +230,7 @@ def run_response_attributes(result: Any, capture: bool) -> Attributes:
     outputs = _Outputs()
     outputs.conversation_id = field_of(result, "conversation_id")
     entries = field_of(result, "output_entries")
-    final = [e for e in entries if _kind(e) == "message.output"][-1:] if isinstance(entries, list) else []
+    final = [e for e in entries if type_of(e) == "message.output"][-1:] if isinstance(entries, list) else []
     _read_entries(outputs, final)
     return outputs.attributes(capture)
 

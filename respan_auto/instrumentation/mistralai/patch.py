@@ -135,13 +135,15 @@ class Patcher:
         self._originals.append((owner, name, original))
         return True
 
-    def replace(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-        """Swap a module's global for ``make(original)``, once."""
+    def replace(self, owner: Any, name: str, make: Callable[[Any], Any]) -> bool:
+        """Swap a module's global for ``make(original)``, once; False when the module has no such global."""
         original = vars(owner).get(name)
-        if original is None or any(o is owner and n == name for o, n, _ in self._originals):
-            return
-        setattr(owner, name, make(original))
-        self._originals.append((owner, name, original))
+        if original is None:
+            return False
+        if not any(o is owner and n == name for o, n, _ in self._originals):
+            setattr(owner, name, make(original))
+            self._originals.append((owner, name, original))
+        return True
 
     def restore(self) -> None:
         while self._originals:

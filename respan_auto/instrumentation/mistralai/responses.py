@@ -15,25 +15,20 @@ from typing import Any
 
 from respan_auto import semconv as sc
 from respan_auto.instrumentation.mistralai import attributes as attrs
-from respan_auto.instrumentation.mistralai.attributes import Attributes, Choice, field_of, plain_text
+from respan_auto.instrumentation.mistralai.attributes import Attributes, Choice, field_of, plain_text, type_of
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
-
-
-def _kind(item: Any) -> str | None:
-    kind = field_of(item, "type")
-    return None if kind is None else plain_text(kind)
 
 
 def _content(content: Any) -> Any:
     """Content parts with ``input_text``/``output_text`` read as text; anything else as the chat extraction reads it."""
     if not isinstance(content, (list, tuple)):
         return content
-    return [{"type": "text", "text": field_of(p, "text")} if _kind(p) in _TEXT_PARTS else p for p in content]
+    return [{"type": "text", "text": field_of(p, "text")} if type_of(p) in _TEXT_PARTS else p for p in content]
 
 
 def _item_message(item: Any) -> dict[str, Any] | None:
-    kind = _kind(item)
+    kind = type_of(item)
     if kind == "function_call_output":
         return {"role": "tool", "content": field_of(item, "output"), "tool_call_id": field_of(item, "call_id")}
     if kind == "function_call":
@@ -101,7 +96,7 @@ def _usage(usage: Any) -> Attributes:
 
 def _read_output(choice: Choice, output: Any) -> None:
     for index, item in enumerate(output if isinstance(output, (list, tuple)) else ()):
-        kind = _kind(item)
+        kind = type_of(item)
         if kind == "function_call":
             call = {
                 "index": index,
@@ -154,7 +149,7 @@ class ResponsesStream(attrs.EventAccumulator):
         self.failure: str | None = None
 
     def read(self, data: Any) -> int:
-        kind = _kind(data)
+        kind = type_of(data)
         if kind == "response.output_text.delta":
             delta = field_of(data, "delta")
             if isinstance(delta, str):
@@ -167,7 +162,7 @@ class ResponsesStream(attrs.EventAccumulator):
         elif kind == "response.output_item.added":
             item = field_of(data, "item")
             index = field_of(data, "output_index")
-            if _kind(item) == "function_call":
+            if type_of(item) == "function_call":
                 call = {
                     "index": index if isinstance(index, int) else 0,
                     "id": field_of(item, "call_id"),

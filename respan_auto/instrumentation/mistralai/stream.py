@@ -132,15 +132,39 @@ class ClosableAsyncStreamProxy(AsyncStreamProxy):
 
 
 class RunStreamProxy(AsyncStreamProxy):
-    """For ``run_stream_async``'s generator: each step runs in the run's span, so the requests and tool runs that
-    the step makes are the run's children."""
+    """For ``run_stream_async``'s async generator: each step runs in the run's span, so the requests and tool runs
+    that the step makes are the run's children; ``aclose`` (a generator's ``close``) ends the span."""
 
     async def __anext__(self) -> Any:
-        token = context_api.attach(trace.set_span_in_context(self._self_state.call.span))
+        token = _enter(self._self_state.call)
         try:
             return await super().__anext__()
         finally:
+            _leave(token)
+
+    async def aclose(self) -> Any:
+        token = _enter(self._self_state.call)
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            _leave(token)
+            self._self_state.end()
+
+
+def _enter(call: Call) -> Any:
+    try:
+        return context_api.attach(trace.set_span_in_context(call.span))
+    except Exception as exc:  # noqa: BLE001
+        report_once("run context attach", exc)
+        return None
+
+
+def _leave(token: Any) -> None:
+    if token is not None:
+        try:
             context_api.detach(token)
+        except Exception as exc:  # noqa: BLE001
+            report_once("run context detach", exc)
 
 
 def _wrap(call: Call, stream: Any, step: str, plain: type, closable: type) -> Any:

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from respan_auto import content
 from respan_auto import semconv as sc
 from respan_auto._guard import report_once
-from respan_auto.instrumentation.mistralai.attributes import field_of, plain_text
+from respan_auto.instrumentation.mistralai.attributes import dumps, field_of, plain_text, to_plain
 from respan_auto.instrumentation.mistralai.patch import named_after
 
 CONTEXT_MODULE = "mistralai.extra.run.context"  # holds ``create_function_result`` as the run helpers call it
@@ -74,7 +74,9 @@ def _start(tracer: trace.Tracer, function_call: Any, capture: bool) -> trace.Spa
         attributes[sc.GEN_AI_TOOL_CALL_ID] = call_id
     arguments = field_of(function_call, "arguments")
     if capture and arguments is not None:
-        attributes[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = arguments if isinstance(arguments, str) else plain_text(arguments)
+        attributes[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = (
+            arguments if isinstance(arguments, str) else dumps(to_plain(arguments))
+        )
     span_name = f"{sc.OPERATION_EXECUTE_TOOL} {name}" if name else sc.OPERATION_EXECUTE_TOOL
     return tracer.start_span(span_name, kind=SpanKind.INTERNAL, attributes=attributes)
 
