@@ -127,6 +127,21 @@ def plain_text(value: Any) -> str:
     return _as_text(to_plain(value))
 
 
+def instructed_messages(
+    instructions: Any, given: Any, item_message: Callable[[Any], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """A request of instructions and input items (conversations, the Responses API) as chat messages: the
+    instructions as the system message, a string as the user's, each item as ``item_message`` reads it."""
+    messages: list[dict[str, Any]] = []
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    if isinstance(given, str):
+        messages.append({"role": "user", "content": given})
+    elif isinstance(given, (list, tuple)):
+        messages.extend(m for m in map(item_message, given) if m is not None)
+    return messages
+
+
 def type_of(item: Any) -> str | None:
     """An entry's, event's or part's ``type`` field as text (the families whose items say what they are)."""
     kind = field_of(item, "type")

@@ -45,6 +45,15 @@ _METRIC_KEYS = (
 _RESERVED_ATTRIBUTES = 64
 
 
+def leave(token: Any) -> None:
+    """Detach a context token of ours (None: nothing was attached); a failure is reported, never raised."""
+    if token is not None:
+        try:
+            context_api.detach(token)
+        except Exception as exc:  # noqa: BLE001
+            report_once("context detach", exc)
+
+
 def in_traced_call() -> bool:
     return bool(context_api.get_value(IN_CALL_KEY))
 
@@ -212,11 +221,7 @@ class Call:
     def detach(self) -> None:
         """Leave the span's context; called once the SDK method has returned or raised."""
         token, self._token = self._token, None
-        if token is not None:
-            try:
-                context_api.detach(token)
-            except Exception as exc:  # noqa: BLE001
-                report_once("context detach", exc)
+        leave(token)
 
     def finish(
         self,

@@ -50,16 +50,7 @@ def _function(entry: Any) -> dict[str, Any]:
 
 def input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The request's instructions and input entries, as chat messages."""
-    messages: list[dict[str, Any]] = []
-    instructions = kwargs.get("instructions")
-    if isinstance(instructions, str) and instructions:
-        messages.append({"role": "system", "content": instructions})
-    inputs = kwargs.get("inputs")
-    if isinstance(inputs, str):
-        messages.append({"role": "user", "content": inputs})
-    elif isinstance(inputs, (list, tuple)):
-        messages.extend(m for m in map(_entry_message, inputs) if m is not None)
-    return messages
+    return attrs.instructed_messages(kwargs.get("instructions"), kwargs.get("inputs"), _entry_message)
 
 
 def request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int) -> Attributes:

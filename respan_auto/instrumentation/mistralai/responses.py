@@ -45,16 +45,7 @@ def _item_message(item: Any) -> dict[str, Any] | None:
 
 
 def input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    instructions = kwargs.get("instructions")
-    if isinstance(instructions, str) and instructions:
-        messages.append({"role": "system", "content": instructions})
-    given = kwargs.get("input")
-    if isinstance(given, str):
-        messages.append({"role": "user", "content": given})
-    elif isinstance(given, (list, tuple)):
-        messages.extend(m for m in map(_item_message, given) if m is not None)
-    return messages
+    return attrs.instructed_messages(kwargs.get("instructions"), kwargs.get("input"), _item_message)
 
 
 def request_attributes(kwargs: Mapping[str, Any], capture: bool, stream: bool, max_indexed: int) -> Attributes:

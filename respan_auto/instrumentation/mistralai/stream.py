@@ -15,7 +15,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 
 from respan_auto._guard import report_once
-from respan_auto.instrumentation.mistralai.call import Call
+from respan_auto.instrumentation.mistralai.call import Call, leave
 
 
 class _StreamState:
@@ -140,14 +140,14 @@ class RunStreamProxy(AsyncStreamProxy):
         try:
             return await super().__anext__()
         finally:
-            _leave(token)
+            leave(token)
 
     async def aclose(self) -> Any:
         token = _enter(self._self_state.call)
         try:
             return await self.__wrapped__.aclose()
         finally:
-            _leave(token)
+            leave(token)
             self._self_state.end()
 
 
@@ -157,14 +157,6 @@ def _enter(call: Call) -> Any:
     except Exception as exc:  # noqa: BLE001
         report_once("run context attach", exc)
         return None
-
-
-def _leave(token: Any) -> None:
-    if token is not None:
-        try:
-            context_api.detach(token)
-        except Exception as exc:  # noqa: BLE001
-            report_once("run context detach", exc)
 
 
 def _wrap(call: Call, stream: Any, step: str, plain: type, closable: type) -> Any:

@@ -23,6 +23,7 @@ from respan_auto import content
 from respan_auto import semconv as sc
 from respan_auto._guard import report_once
 from respan_auto.instrumentation.mistralai.attributes import dumps, field_of, plain_text, to_plain
+from respan_auto.instrumentation.mistralai.call import leave
 from respan_auto.instrumentation.mistralai.patch import named_after
 
 CONTEXT_MODULE = "mistralai.extra.run.context"  # holds ``create_function_result`` as the run helpers call it
@@ -115,10 +116,10 @@ def tool_run_wrapper(tracer: trace.Tracer, pinned: bool | None) -> Any:
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
-                _leave(token)
+                leave(token)
                 _end(span, capture, error=exc)
                 raise
-            _leave(token)
+            leave(token)
             _end(span, capture, result=result)
             return result
 
@@ -126,11 +127,3 @@ def tool_run_wrapper(tracer: trace.Tracer, pinned: bool | None) -> Any:
         return traced()
 
     return wrapper
-
-
-def _leave(token: Any) -> None:
-    if token is not None:
-        try:
-            context_api.detach(token)
-        except Exception as exc:  # noqa: BLE001
-            report_once("context detach", exc)
