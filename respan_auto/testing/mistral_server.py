@@ -351,27 +351,25 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not (path.endswith(_ROUTES) or _CONVERSATION.search(path)):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
             return
+        streamed = bool(body.get("stream"))
         if path.endswith("/v1/responses"):
-            error = error_for({"messages": [{"role": "user", "content": responses.latest_input(body)}]})
-            if error is not None:
-                self._send_json(*error)
-            elif body.get("stream"):
-                self._send_events(responses.response_frames(body))
-            else:
-                self._send_json(200, responses.response_body(body))
+            self._answer(
+                responses.latest_input(body), streamed, responses.response_body, responses.response_frames, body
+            )
             return
         if path.endswith("/v1/audio/speech"):
-            error = error_for({"messages": [{"role": "user", "content": str(body.get("input", ""))}]})
-            if error is not None:
-                self._send_json(*error)
-            elif body.get("stream"):
-                self._send_events(audio.speech_frames(body))
-            else:
-                self._send_json(200, audio.speech_body(body))
+            self._answer(str(body.get("input", "")), streamed, audio.speech_body, audio.speech_frames, body)
             return
         conversation = _CONVERSATION.search(path)
         if conversation is not None:
-            self._answer_conversation(body, conversation.group(1))
+            turn = conversation.group(1)
+            self._answer(
+                conversations.latest_input(body),
+                streamed,
+                lambda b: conversations.conversation_body(b, turn),
+                lambda b: conversations.conversation_frames(b, turn),
+                body,
+            )
             return
         answer = _JSON_ANSWERS.get(path.rsplit("/v1", 1)[-1])
         if answer is not None:
@@ -398,22 +396,26 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.partition("?")[0].rstrip("/").endswith("/v1/audio/transcriptions"):
             self._send_json(404, {"object": "error", "message": "not found", "type": "not_found", "code": "404"})
             return
-        error = error_for({"messages": [{"role": "user", "content": audio.heard(form)}]})
-        if error is not None:
-            self._send_json(*error)
-        elif form.get("stream") == "true":
-            self._send_events(audio.transcription_frames(form))
-        else:
-            self._send_json(200, audio.transcription_body(form))
+        streamed = form.get("stream") == "true"
+        self._answer(audio.heard(form), streamed, audio.transcription_body, audio.transcription_frames, form)
 
-    def _answer_conversation(self, body: dict[str, Any], conversation_id: str | None) -> None:
-        error = error_for({"messages": [{"role": "user", "content": conversations.latest_input(body)}]})
+    def _answer(
+        self,
+        decisive: str,
+        streamed: bool,
+        answer_body: Callable[[dict[str, Any]], dict[str, Any]],
+        frames: Callable[[dict[str, Any]], Iterable[bytes]],
+        request: dict[str, Any],
+    ) -> None:
+        """The families beside chat: an error when ``decisive`` (the text whose markers decide) asks for one, else
+        the answer as JSON or, when streamed, as SSE frames."""
+        error = error_for({"messages": [{"role": "user", "content": decisive}]})
         if error is not None:
             self._send_json(*error)
-        elif body.get("stream"):
-            self._send_events(conversations.conversation_frames(body, conversation_id))
+        elif streamed:
+            self._send_events(frames(request))
         else:
-            self._send_json(200, conversations.conversation_body(body, conversation_id))
+            self._send_json(200, answer_body(request))
 
     def _send_events(self, frames: Iterable[bytes], slow: bool = False) -> None:
         """SSE frames, chunked as the API sends them."""
