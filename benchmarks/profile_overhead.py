@@ -51,7 +51,7 @@ from respan_auto.export.limits import Cleaner
 from respan_auto.export.pipeline import make_redactor
 from respan_auto.export.sender import Payload
 
-CALLS = {"complete": 200, "stream": 40}
+CALLS = {"complete": 200, "stream": 40, "stream_short": 100}
 EXPORT_SPANS = 500  # export.py's spans (about 7 KB each), for the export stages alone
 OURS = ("respan_auto/", "opentelemetry/sdk/trace/", "opentelemetry/attributes/", "wrapt/")
 
