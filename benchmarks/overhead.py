@@ -6,12 +6,15 @@ Why it is built this way:
   (``respan_auto.testing.mistral_server``), built once per distinct request body: the bare figure is the
   SDK's own CPU cost, with no network and no stand-in work in it. Next to a real API call (hundreds of
   milliseconds of waiting) any overhead shrinks further; this is the worst case.
-* Three arms in the same run, switched by ``instrument()``/``uninstrument()``: the bare SDK; ours, our
+* Five arms in the same run, switched by ``instrument()``/``uninstrument()``: the bare SDK; ours, our
   ``MistralAIInstrumentor`` on the default pipeline exactly as ``Respan()`` and the launcher build it
   (``Pipeline(Settings.load(...))`` with RESPAN_API_KEY and RESPAN_BASE_URL: context processor, end stage,
   the SDK's ``BatchSpanProcessor``, export stage, the standard OTLP/HTTP exporter with gzip, our sender
   thread); and OpenInference's ``MistralAIInstrumentor`` on a plain SDK ``BatchSpanProcessor`` and the standard
-  ``OTLPSpanExporter`` (gzip too, so that both pay for compression). Both export to the same receiver.
+  ``OTLPSpanExporter`` (gzip too, so that both pay for compression); and two floors (``SpanFloor``): one span of
+  fixed attributes per call with no extraction at all, on that same plain pipeline (the least that any
+  instrumentation standing on the SDK's span and the standard exporter pays here) and on ours. All export to the
+  same receiver.
 * The cost is CPU, counted two ways. Process CPU (``time.process_time_ns``) covers every thread, so the
   batch processor's encoding and the sender's posting are in it; that is the headline. The app thread alone
   (``time.thread_time_ns``) is shown beside it: what the caller's own thread pays inside the calls.
@@ -63,6 +66,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import wrapt
 from _receiver import ReceiverProcess, other_cores
 from opentelemetry import context as context_api
 from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY
@@ -285,9 +289,71 @@ class OpenInference(Arm):
         return bool(self.provider.force_flush(30_000))
 
 
-def make_arms(receiver_url: str) -> tuple[list[Arm], str | None]:
-    """Bare, ours and, when it is installed and works here, OpenInference; else a note saying why not."""
-    arms: list[Arm] = [Arm(), Ours(receiver_url)]
+FLOOR_ATTRIBUTES = {f"floor.attribute.{i}": "x" * 32 for i in range(22)}  # as many as ours writes on a complete
+FLOOR_SCOPE = "respan-benchmark-floor"
+
+
+class SpanFloor(Arm):
+    """What any instrumentation on the SDK's span and export path costs at least: one span per call, no extraction.
+
+    A wrapper on ``Chat.complete``/``stream`` that starts a span with fixed attributes (as many as ours writes on a
+    ``complete``) and ends it when the method returns. It reads nothing, records no metrics and follows no stream: a
+    floor, not a rival. ``floor`` exports through a plain ``BatchSpanProcessor`` and the standard ``OTLPSpanExporter``
+    (gzip); ``floor-ours`` through our default pipeline (``Ours``'s own), so that the room our extraction has left is
+    the gap between the two rows.
+    """
+
+    def __init__(self, chat_class: type, receiver_url: str, ours: Ours | None = None) -> None:
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        self.chat_class = chat_class
+        self.ours = ours
+        if ours is None:
+            self.name, self.scope, export = "floor", FLOOR_SCOPE, "BatchSpanProcessor + OTLPSpanExporter (gzip)"
+            self.provider = TracerProvider()
+            self.provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver_url + "/v1/traces", compression=Compression.Gzip))
+            )
+        else:
+            self.name, self.scope, export = "floor-ours", FLOOR_SCOPE + ".ours", "our default pipeline"
+            self.provider = ours.pipeline.provider
+        self.tracer = self.provider.get_tracer(self.scope)
+        self.note = f"one span of {len(FLOOR_ATTRIBUTES)} fixed attributes per call, no extraction, {export}"
+        self.saved: list[tuple[type, str, Any]] = []
+
+    def on(self) -> None:
+        from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+        tracer = self.tracer
+
+        def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            if not is_instrumentation_enabled():
+                return wrapped(*args, **kwargs)
+            span = tracer.start_span("chat", attributes=FLOOR_ATTRIBUTES)
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                span.end()
+
+        chat_class = self.chat_class
+        for name in ("complete", "stream"):
+            self.saved.append((chat_class, name, vars(chat_class)[name]))
+            wrapt.wrap_function_wrapper(chat_class, name, wrapper)
+
+    def off(self) -> None:
+        while self.saved:
+            owner, name, original = self.saved.pop()
+            setattr(owner, name, original)
+
+    def flush(self) -> bool:
+        return self.ours.flush() if self.ours is not None else bool(self.provider.force_flush(30_000))
+
+
+def make_arms(receiver_url: str, chat_class: type) -> tuple[list[Arm], str | None]:
+    """Bare, ours, the floor and, when it is installed and works here, OpenInference; else a note saying why not."""
+    ours = Ours(receiver_url)
+    arms: list[Arm] = [Arm(), ours, SpanFloor(chat_class, receiver_url), SpanFloor(chat_class, receiver_url, ours)]
     try:
         version("openinference-instrumentation-mistralai")
     except PackageNotFoundError:
@@ -572,6 +638,10 @@ def goals(
             marginal_per_chunk(samples["alone"], "ours"),
         ),
     }
+    # the least any instrumentation on the SDK's span and standard export path pays: beside the verdict, no more
+    result["complete_overhead"]["floors"] = {
+        name: e2e["complete"][name]["process"]["overhead_pct"] for name in ("floor", "floor-ours")
+    }
     result["stream_per_chunk"]["whole_stream_per_chunk"] = {
         "end_to_end": e2e["stream"]["ours"]["process"]["added_us_per_chunk"],
         "alone": solo["stream"]["ours"]["process"]["added_us_per_chunk"],
@@ -676,6 +746,8 @@ def print_report(result: dict[str, Any]) -> None:
         detail = f"end to end {_ci(tgt['end_to_end'], sign)} {tgt['end_to_end']['verdict']}"
         if "alone" in tgt:
             detail = f"lower bound {_ci(tgt['alone'], sign)} {tgt['alone']['verdict']}; {detail}"
+        for name, floor in tgt.get("floors", {}).items():
+            detail += f"\n    {name} (one span, no extraction) end to end {_ci(floor)}"
         if "replay" in tgt:
             detail += f"; replay {_ci(tgt['replay'], sign)} would be {tgt['replay']['verdict']}"
         if "whole_stream_per_chunk" in tgt:
@@ -719,10 +791,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ReceiverProcess(receiver_core) as receiver:
         if own_cores:
             os.sched_setaffinity(0, own_cores)
-        arms, skipped = make_arms(receiver.url)
+        client = mistral_client()
+        arms, skipped = make_arms(receiver.url, type(client.chat))
         names = [arm.name for arm in arms]
         traced = names[1:]
-        client = mistral_client()
         bench = Bench(arms)
         end_to_end, e2e_counts = bench.run(workloads(client), phases["end_to_end"])
         with replayed_sdk(client):
